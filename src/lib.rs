@@ -1,0 +1,10 @@
+//! kubesignal: USE and RED signals for Kubernetes, SLO alerts, and notifications that reach the
+//! owners of the affected service.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library: each subcommand lives in its own
+//! module tree.
+
+pub mod agent;
+pub mod cli;
+pub mod rules;
+pub mod telemetry;
