@@ -1,6 +1,12 @@
 //! The per-node agent: collects USE series from the kubelet (or from `/proc` when there is no
 //! kubelet) and RED series from application pods, and serves them on `/metrics`.
 
+pub mod collect;
+pub mod exporter;
+pub mod kubelet;
+pub mod local;
+pub mod self_metrics;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,13 +76,190 @@ pub struct AgentArgs {
     #[arg(long, env = "KUBESIGNAL_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: u64,
 
+    /// Connect to this IP instead of resolving the node name, still verifying the kubelet's
+    /// certificate against the node name (certificates often lack IP SANs).
+    #[arg(long, env = "K8S_NODE_IP")]
+    pub node_ip: Option<std::net::IpAddr>,
+
     /// YAML config file: flag names as keys, plus the agent's own sections.
     #[arg(long, env = "KUBESIGNAL_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
+/// Errors that stop the agent from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The kubelet source needs a node name or URL.
+    #[error("the kubelet source needs --node-name (env K8S_NODE_NAME) or --kubelet-url")]
+    NoKubeletTarget,
+    /// The kubelet client could not be set up.
+    #[error(transparent)]
+    Kubelet(#[from] kubelet::client::KubeletError),
+    /// The HTTP server failed.
+    #[error(transparent)]
+    Serve(#[from] crate::http::ServeError),
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    tracing::info!(listen = %args.listen, "agent starting");
+pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
+    let source = build_source(&args)?;
+    let (listener, addr) = crate::http::bind(args.listen).await?;
+    tracing::info!(
+        %addr,
+        source = source.label(),
+        node = source.node(),
+        interval = ?args.interval,
+        "agent listening"
+    );
+    let exporter = exporter::Exporter::new();
+    let ready = crate::http::Readiness::default();
+    let router = exporter.router().merge(crate::http::health_routes(ready.clone()));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(crate::http::serve(listener, router, wait_for(stop_rx.clone())));
+    let signal = tokio::spawn(async move {
+        crate::http::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    collection_loop(source, &args, &exporter, &ready, stop_rx).await;
+    signal.abort();
+    server.await.ok().transpose()?;
+    tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Collects every `interval` until told to stop. Collections run one after another, so they
+/// never overlap; a tick missed because a collection ran long is skipped, not queued.
+async fn collection_loop(
+    mut source: collect::Source,
+    args: &AgentArgs,
+    exporter: &exporter::Exporter,
+    ready: &crate::http::Readiness,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(args.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let metrics = exporter.self_metrics();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let started = std::time::Instant::now();
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(args.collection_timeout, source.collect(metrics)) => r,
+            _ = stop.changed() => return,
+        };
+        metrics.duration("collection", started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(Ok((snapshot, _pods))) => {
+                exporter.publish(snapshot);
+                metrics.collection("success");
+                metrics.last_success.set(unix_now());
+                if !ready.is_ready() {
+                    tracing::info!(seconds = started.elapsed().as_secs_f64(), "first collection done, ready");
+                    ready.set_ready();
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "collection failed");
+                metrics.collection("failure");
+                exporter.clear(source.node());
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?args.collection_timeout, "collection timed out");
+                metrics.error("collection", "timeout");
+                metrics.collection("failure");
+                exporter.clear(source.node());
+            }
+        }
+    }
+}
+
+async fn wait_for(mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Picks and builds the usage source from the flags.
+fn build_source(args: &AgentArgs) -> Result<collect::Source, AgentError> {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        && std::path::Path::new(kubelet::client::SERVICE_ACCOUNT_TOKEN).exists();
+    let kind = args.source.unwrap_or(
+        if args.kubelet_url.is_some() || args.kubeconfig.is_some() || in_cluster {
+            SourceKind::Kubelet
+        } else {
+            SourceKind::Local
+        },
+    );
+    let node = args.node_name.clone().unwrap_or_else(hostname);
+    match kind {
+        SourceKind::Local => Ok(collect::Source::Local {
+            source: local::LocalSource::default(),
+            node,
+        }),
+        SourceKind::Kubelet => {
+            let client = if let Some(kubeconfig) = &args.kubeconfig {
+                let node = args.node_name.as_deref().ok_or(AgentError::NoKubeletTarget)?;
+                kubelet::client::KubeletClient::node_proxy(
+                    kubeconfig,
+                    node,
+                    args.collection_timeout,
+                    args.max_body_bytes,
+                )?
+            } else {
+                let url = match (&args.kubelet_url, &args.node_name) {
+                    (Some(url), _) => url.clone(),
+                    (None, Some(node)) => format!("https://{node}:10250"),
+                    (None, None) => return Err(AgentError::NoKubeletTarget),
+                };
+                let default_file = |path: &str| {
+                    let p = std::path::PathBuf::from(path);
+                    p.exists().then_some(p)
+                };
+                kubelet::client::KubeletClient::direct(&kubelet::client::KubeletConfig {
+                    url,
+                    connect_ip: args.node_ip,
+                    ca_file: args
+                        .kubelet_ca_file
+                        .clone()
+                        .or_else(|| default_file(kubelet::client::SERVICE_ACCOUNT_CA)),
+                    token_file: args
+                        .kubelet_token_file
+                        .clone()
+                        .or_else(|| default_file(kubelet::client::SERVICE_ACCOUNT_TOKEN)),
+                    insecure_skip_verify: args.kubelet_insecure_skip_verify,
+                    timeout: args.collection_timeout,
+                    max_body_bytes: args.max_body_bytes,
+                })?
+            };
+            if args.kubelet_insecure_skip_verify {
+                tracing::warn!("kubelet certificate verification is DISABLED (--kubelet-insecure-skip-verify)");
+            }
+            Ok(collect::Source::Kubelet {
+                client,
+                node,
+                state: use_series::UseState::default(),
+            })
+        }
+    }
+}
+
+/// This host's name, for the `node` label of the local source.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }

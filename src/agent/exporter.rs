@@ -1,0 +1,104 @@
+//! The agent's `/metrics`: the latest snapshot of every component plus the agent's own health,
+//! encoded at scrape time as OpenMetrics or the Prometheus text format, as the scraper asks.
+
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+
+use super::render::UseCollector;
+use super::self_metrics::SelfMetrics;
+use super::use_series::UseSnapshot;
+
+/// Holds what `/metrics` serves; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Exporter {
+    registry: Arc<Registry>,
+    snapshot: Arc<RwLock<Arc<UseSnapshot>>>,
+    self_metrics: SelfMetrics,
+}
+
+impl Default for Exporter {
+    fn default() -> Self {
+        Exporter::new()
+    }
+}
+
+impl Exporter {
+    /// An exporter with an empty snapshot.
+    pub fn new() -> Self {
+        let snapshot = Arc::new(RwLock::new(Arc::new(UseSnapshot::default())));
+        let self_metrics = SelfMetrics::default();
+        let mut registry = Registry::default();
+        self_metrics.register(&mut registry);
+        registry.register_collector(Box::new(UseCollector::new(snapshot.clone())));
+        Exporter {
+            registry: Arc::new(registry),
+            snapshot,
+            self_metrics,
+        }
+    }
+
+    /// The agent's own health series.
+    pub fn self_metrics(&self) -> &SelfMetrics {
+        &self.self_metrics
+    }
+
+    /// Replaces the exported USE snapshot: series of pods and containers that are no longer
+    /// in it disappear from the next scrape.
+    pub fn publish(&self, snapshot: UseSnapshot) {
+        self.self_metrics.series.set(snapshot.series_count() as i64);
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+
+    /// Drops every USE series (after a failed collection: absent is more honest than stale).
+    pub fn clear(&self, node: &str) {
+        self.publish(UseSnapshot {
+            node: node.to_string(),
+            ..UseSnapshot::default()
+        });
+    }
+
+    /// Encodes everything in the requested format.
+    pub fn encode(&self, openmetrics: bool) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(64 * 1024);
+        if openmetrics {
+            prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        }
+        Ok(out)
+    }
+
+    /// `GET /metrics`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(self.clone())
+    }
+}
+
+async fn metrics(State(exporter): State<Exporter>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = crate::http::wants_openmetrics(accept);
+    let content_type = if openmetrics {
+        crate::http::OPENMETRICS_CONTENT_TYPE
+    } else {
+        crate::http::PROMETHEUS_TEXT_CONTENT_TYPE
+    };
+    match exporter.encode(openmetrics) {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding /metrics failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "text/plain")],
+                "encoding failed\n".to_string(),
+            )
+        }
+    }
+}
