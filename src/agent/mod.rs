@@ -1,6 +1,11 @@
 //! The per-node agent: collects USE series from the kubelet (or from `/proc` when there is no
 //! kubelet) and RED series from application pods, and serves them on `/metrics`.
 
+pub mod kubelet;
+pub mod render;
+pub mod use_series;
+pub mod workload;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
