@@ -5,7 +5,10 @@ pub mod collect;
 pub mod exporter;
 pub mod kubelet;
 pub mod local;
+pub mod render;
 pub mod self_metrics;
+pub mod use_series;
+pub mod workload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
