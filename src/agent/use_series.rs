@@ -21,9 +21,7 @@ use chrono::{DateTime, Utc};
 
 use super::kubelet::cadvisor::CadvisorStats;
 use super::kubelet::pods::{Pod, PodList, ResourceRequirements};
-use super::kubelet::summary::{
-    CpuStats, FsStats, NetworkStats, PodStats, PsiStats, Summary,
-};
+use super::kubelet::summary::{CpuStats, FsStats, NetworkStats, PodStats, PsiStats, Summary};
 use super::workload::{self, WorkloadKind};
 
 /// The identity labels shared by a pod's series and its containers' series.
@@ -253,7 +251,10 @@ pub struct UseState {
 
 /// Keys CPU samples; a re-created pod (new UID) starts afresh.
 fn cpu_key(kind: &str, pod: &PodRef, container: &str) -> String {
-    format!("{kind}/{}/{}/{}/{container}", pod.namespace, pod.pod, pod.uid)
+    format!(
+        "{kind}/{}/{}/{}/{container}",
+        pod.namespace, pod.pod, pod.uid
+    )
 }
 
 const NODE_KEY: &str = "node";
@@ -343,7 +344,10 @@ impl UseState {
         }
 
         for spec in &pods.items {
-            let key = (spec.metadata.namespace.as_str(), spec.metadata.name.as_str());
+            let key = (
+                spec.metadata.namespace.as_str(),
+                spec.metadata.name.as_str(),
+            );
             if spec.is_terminal() || seen_pods.contains(&key) {
                 continue;
             }
@@ -360,9 +364,8 @@ impl UseState {
         }
 
         pod_uses.sort_by(|a, b| pod_order(&a.pod, &b.pod));
-        containers.sort_by(|a, b| {
-            pod_order(&a.pod, &b.pod).then_with(|| a.container.cmp(&b.container))
-        });
+        containers
+            .sort_by(|a, b| pod_order(&a.pod, &b.pod).then_with(|| a.container.cmp(&b.container)));
         self.cpu = next;
         UseSnapshot {
             node,
@@ -393,16 +396,15 @@ impl UseState {
         if let Some(mem) = &n.memory {
             u.memory_working_set_bytes = mem.working_set_bytes.map(|b| b as f64);
             u.memory_pressure = mem.psi.as_ref().and_then(Psi::from_stats);
-            u.memory_capacity_bytes = cadvisor.machine_memory_bytes.or_else(|| {
-                Some((mem.available_bytes? + mem.working_set_bytes?) as f64)
-            });
+            u.memory_capacity_bytes = cadvisor
+                .machine_memory_bytes
+                .or_else(|| Some((mem.available_bytes? + mem.working_set_bytes?) as f64));
         }
         u.memory_utilization_ratio = ratio(u.memory_working_set_bytes, u.memory_capacity_bytes);
-        u.io_pressure = n
-            .io
-            .as_ref()
-            .and_then(|io| io.psi.as_ref())
-            .and_then(Psi::from_stats);
+        u.io_pressure =
+            n.io.as_ref()
+                .and_then(|io| io.psi.as_ref())
+                .and_then(Psi::from_stats);
         if let Some(net) = &n.network {
             let t = NetTotals::of(net);
             u.network_receive_bytes_total = t.rx_bytes;
@@ -496,7 +498,9 @@ impl UseState {
         };
         let previous = self.cpu.get(&key).copied();
         let derived = match (previous, current) {
-            (Some(prev), Some(cur)) if cur.time > prev.time && cur.core_nanos >= prev.core_nanos => {
+            (Some(prev), Some(cur))
+                if cur.time > prev.time && cur.core_nanos >= prev.core_nanos =>
+            {
                 let seconds = (cur.time - prev.time).as_seconds_f64();
                 Some((cur.core_nanos - prev.core_nanos) as f64 / 1e9 / seconds)
             }
@@ -505,7 +509,9 @@ impl UseState {
         // A sample not newer than the kept one (the kubelet's stats cache did not refresh)
         // leaves the older sample in place, so the next rate spans a real interval.
         let keep = match (previous, current) {
-            (Some(prev), Some(cur)) if cur.time <= prev.time && cur.core_nanos >= prev.core_nanos => {
+            (Some(prev), Some(cur))
+                if cur.time <= prev.time && cur.core_nanos >= prev.core_nanos =>
+            {
                 Some(prev)
             }
             (_, cur) => cur,
@@ -518,7 +524,9 @@ impl UseState {
 }
 
 fn pod_order(a: &PodRef, b: &PodRef) -> std::cmp::Ordering {
-    a.namespace.cmp(&b.namespace).then_with(|| a.pod.cmp(&b.pod))
+    a.namespace
+        .cmp(&b.namespace)
+        .then_with(|| a.pod.cmp(&b.pod))
 }
 
 /// Orders summary pods so that, of two entries with the same namespace and name (an old and a
@@ -591,7 +599,10 @@ impl ContainerUse {
     /// Adds requests, limits, status and cAdvisor counters to the usage, then the ratios.
     fn fill_from_spec(&mut self, spec: Option<&Pod>, cadvisor: &CadvisorStats) {
         if let Some(pod) = spec {
-            if let Some(r) = pod.container(&self.container).and_then(|c| c.resources.as_ref()) {
+            if let Some(r) = pod
+                .container(&self.container)
+                .and_then(|c| c.resources.as_ref())
+            {
                 self.cpu_request_cores = r.cpu_request();
                 self.cpu_limit_cores = r.cpu_limit();
                 self.memory_request_bytes = r.memory_request();
@@ -676,15 +687,16 @@ struct NetTotals {
 
 impl NetTotals {
     fn of(net: &NetworkStats) -> Self {
-        let field = |top: Option<u64>, per: fn(&super::kubelet::summary::InterfaceStats) -> Option<u64>| {
-            top.or_else(|| {
-                net.interfaces
-                    .iter()
-                    .filter_map(per)
-                    .fold(None, |acc: Option<u64>, v| Some(acc.unwrap_or(0) + v))
-            })
-            .map(|v| v as f64)
-        };
+        let field =
+            |top: Option<u64>, per: fn(&super::kubelet::summary::InterfaceStats) -> Option<u64>| {
+                top.or_else(|| {
+                    net.interfaces
+                        .iter()
+                        .filter_map(per)
+                        .fold(None, |acc: Option<u64>, v| Some(acc.unwrap_or(0) + v))
+                })
+                .map(|v| v as f64)
+            };
         NetTotals {
             rx_bytes: field(net.rx_bytes, |i| i.rx_bytes),
             tx_bytes: field(net.tx_bytes, |i| i.tx_bytes),
@@ -714,5 +726,365 @@ fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
     match (part, whole) {
         (Some(p), Some(w)) if w > 0.0 => Some(p / w),
         _ => None,
+    }
+}
+
+/// Constructors for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A container with no data, in `pod`.
+    pub(crate) fn container(pod: Arc<PodRef>, name: &str) -> ContainerUse {
+        ContainerUse::empty(pod, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn summary(v: serde_json::Value) -> Summary {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn pods(v: serde_json::Value) -> PodList {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn one_container_summary(time: &str, nano_cores: Option<u64>, core_nanos: u64) -> Summary {
+        let mut cpu = json!({"time": time, "usageCoreNanoSeconds": core_nanos});
+        if let Some(n) = nano_cores {
+            cpu["usageNanoCores"] = json!(n);
+        }
+        summary(json!({
+            "node": {"nodeName": "n1", "cpu": cpu.clone()},
+            "pods": [{
+                "podRef": {"name": "web-1", "namespace": "shop", "uid": "u1"},
+                "cpu": cpu.clone(),
+                "memory": {"workingSetBytes": 100},
+                "containers": [{"name": "app", "cpu": cpu, "memory": {"workingSetBytes": 100}}]
+            }]
+        }))
+    }
+
+    fn web_pod(container_resources: serde_json::Value) -> PodList {
+        pods(json!({"items": [{
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
+                "ownerReferences": [{"kind": "StatefulSet", "name": "web", "controller": true}]},
+            "spec": {"containers": [{"name": "app", "resources": container_resources}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "app", "restartCount": 4,
+                "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}
+        }]}))
+    }
+
+    fn join_once(s: &Summary, p: &PodList) -> UseSnapshot {
+        UseState::new().join("n1", s, p, &CadvisorStats::default())
+    }
+
+    #[test]
+    fn psi_totals_are_read_as_microseconds() {
+        let psi: PsiStats = serde_json::from_value(json!({
+            "some": {"total": 41_213_702, "avg10": 81.76},
+            "full": {"total": 38_512_654, "avg10": 74.0}
+        }))
+        .unwrap();
+        let p = Psi::from_stats(&psi).unwrap();
+        assert_eq!(p.some_seconds_total, 41.213702);
+        assert_eq!(p.full_seconds_total, Some(38.512654));
+        let some_only: PsiStats = serde_json::from_value(json!({"some": {"total": 5}})).unwrap();
+        assert_eq!(
+            Psi::from_stats(&some_only).unwrap().full_seconds_total,
+            None
+        );
+    }
+
+    #[test]
+    fn ratios_are_absent_when_there_is_no_limit_or_request() {
+        let s = one_container_summary("2026-01-13T18:40:00Z", Some(50_000_000), 1_000_000_000);
+        let snap = join_once(&s, &web_pod(json!({})));
+        let c = &snap.containers[0];
+        assert_eq!(c.cpu_usage_cores, Some(0.05));
+        assert_eq!(c.cpu_limit_cores, None);
+        assert_eq!(c.cpu_limit_utilization_ratio, None);
+        assert_eq!(c.cpu_request_utilization_ratio, None);
+        assert_eq!(c.memory_limit_utilization_ratio, None);
+        assert_eq!(snap.pods[0].cpu_limit_utilization_ratio, None);
+        // A zero limit is no denominator either.
+        let zero = join_once(&s, &web_pod(json!({"limits": {"cpu": "0"}})));
+        assert_eq!(zero.containers[0].cpu_limit_cores, Some(0.0));
+        assert_eq!(zero.containers[0].cpu_limit_utilization_ratio, None);
+    }
+
+    #[test]
+    fn ratios_divide_usage_by_limits_and_requests() {
+        let s = one_container_summary("2026-01-13T18:40:00Z", Some(50_000_000), 1_000_000_000);
+        let p = web_pod(json!({"limits": {"cpu": "200m", "memory": "400"},
+                               "requests": {"cpu": "100m", "memory": "200"}}));
+        let c = &join_once(&s, &p).containers[0];
+        assert_eq!(c.cpu_limit_utilization_ratio, Some(0.25));
+        assert_eq!(c.cpu_request_utilization_ratio, Some(0.5));
+        assert_eq!(c.memory_limit_utilization_ratio, Some(0.25));
+        assert_eq!(c.restarts_total, Some(4.0));
+        assert_eq!(c.last_terminated_reason.as_deref(), Some("OOMKilled"));
+        assert_eq!(c.pod.workload, "web");
+        assert_eq!(c.pod.workload_kind, WorkloadKind::StatefulSet);
+    }
+
+    #[test]
+    fn without_usage_nano_cores_the_rate_comes_from_two_collections() {
+        let p = web_pod(json!({"limits": {"cpu": "2"}}));
+        let mut state = UseState::new();
+        let cad = CadvisorStats::default();
+        let first = state.join(
+            "n1",
+            &one_container_summary("2026-01-13T18:40:00Z", None, 10_000_000_000),
+            &p,
+            &cad,
+        );
+        assert_eq!(first.containers[0].cpu_usage_cores, None);
+        assert_eq!(first.containers[0].cpu_usage_seconds_total, Some(10.0));
+        // 3 s of CPU over 10 s of wall time: 0.3 cores, 0.15 of a 2-core limit.
+        let second = state.join(
+            "n1",
+            &one_container_summary("2026-01-13T18:40:10Z", Some(0), 13_000_000_000),
+            &p,
+            &cad,
+        );
+        let c = &second.containers[0];
+        assert!((c.cpu_usage_cores.unwrap() - 0.3).abs() < 1e-12);
+        assert!((c.cpu_limit_utilization_ratio.unwrap() - 0.15).abs() < 1e-12);
+        assert!((second.node_use.cpu_usage_cores.unwrap() - 0.3).abs() < 1e-12);
+        assert!((second.pods[0].cpu_usage_cores.unwrap() - 0.3).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_reported_rate_wins_and_a_counter_reset_gives_no_derived_rate() {
+        let p = web_pod(json!({}));
+        let mut state = UseState::new();
+        let cad = CadvisorStats::default();
+        state.join(
+            "n1",
+            &one_container_summary("2026-01-13T18:40:00Z", None, 10_000_000_000),
+            &p,
+            &cad,
+        );
+        let reported = state.join(
+            "n1",
+            &one_container_summary("2026-01-13T18:40:10Z", Some(700_000_000), 11_000_000_000),
+            &p,
+            &cad,
+        );
+        assert_eq!(reported.containers[0].cpu_usage_cores, Some(0.7));
+        let reset = state.join(
+            "n1",
+            &one_container_summary("2026-01-13T18:40:20Z", None, 1_000_000_000),
+            &p,
+            &cad,
+        );
+        assert_eq!(reset.containers[0].cpu_usage_cores, None);
+        let after = state.join(
+            "n1",
+            &one_container_summary("2026-01-13T18:40:30Z", None, 3_000_000_000),
+            &p,
+            &cad,
+        );
+        assert!((after.containers[0].cpu_usage_cores.unwrap() - 0.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_sample_that_did_not_advance_keeps_the_older_one_for_the_next_rate() {
+        let p = web_pod(json!({}));
+        let mut state = UseState::new();
+        let cad = CadvisorStats::default();
+        state.join(
+            "n1",
+            &one_container_summary("2026-01-13T18:40:00Z", None, 10_000_000_000),
+            &p,
+            &cad,
+        );
+        let same = state.join(
+            "n1",
+            &one_container_summary("2026-01-13T18:40:00Z", None, 10_000_000_000),
+            &p,
+            &cad,
+        );
+        assert_eq!(same.containers[0].cpu_usage_cores, None);
+        let later = state.join(
+            "n1",
+            &one_container_summary("2026-01-13T18:40:20Z", None, 14_000_000_000),
+            &p,
+            &cad,
+        );
+        assert!((later.containers[0].cpu_usage_cores.unwrap() - 0.2).abs() < 1e-12);
+    }
+
+    fn two_container_pod(
+        pod_resources: Option<serde_json::Value>,
+        second_limits: serde_json::Value,
+    ) -> PodList {
+        let mut spec = json!({"containers": [
+            {"name": "a", "resources": {"limits": {"cpu": "1", "memory": "100"}, "requests": {"cpu": "500m"}}},
+            {"name": "b", "resources": {"limits": second_limits, "requests": {"cpu": "250m", "memory": "10"}}}
+        ]});
+        if let Some(r) = pod_resources {
+            spec["resources"] = r;
+        }
+        pods(
+            json!({"items": [{"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1"},
+            "spec": spec, "status": {"phase": "Running"}}]}),
+        )
+    }
+
+    #[test]
+    fn pod_limits_add_up_only_when_every_container_sets_one() {
+        let s = one_container_summary("2026-01-13T18:40:00Z", Some(1), 1);
+        let all = join_once(
+            &s,
+            &two_container_pod(None, json!({"cpu": "2", "memory": "50"})),
+        );
+        assert_eq!(all.pods[0].cpu_limit_cores, Some(3.0));
+        assert_eq!(all.pods[0].memory_limit_bytes, Some(150.0));
+        assert_eq!(all.pods[0].cpu_request_cores, Some(0.75));
+        assert_eq!(all.pods[0].memory_request_bytes, Some(10.0));
+        let partial = join_once(&s, &two_container_pod(None, json!({"cpu": "2"})));
+        assert_eq!(partial.pods[0].cpu_limit_cores, Some(3.0));
+        assert_eq!(partial.pods[0].memory_limit_bytes, None);
+        assert_eq!(partial.pods[0].memory_limit_utilization_ratio, None);
+    }
+
+    #[test]
+    fn pod_level_resources_override_the_container_sum() {
+        let s = one_container_summary("2026-01-13T18:40:00Z", Some(1), 1);
+        let p = two_container_pod(
+            Some(json!({"limits": {"memory": "1000"}, "requests": {"cpu": "1"}})),
+            json!({"cpu": "2", "memory": "50"}),
+        );
+        let snap = join_once(&s, &p);
+        let pod = &snap.pods[0];
+        assert_eq!(pod.memory_limit_bytes, Some(1000.0));
+        assert_eq!(pod.cpu_request_cores, Some(1.0));
+        // Resources the pod level leaves unset still come from the containers.
+        assert_eq!(pod.cpu_limit_cores, Some(3.0));
+        assert_eq!(pod.memory_request_bytes, Some(10.0));
+        assert_eq!(pod.memory_limit_utilization_ratio, Some(0.1));
+    }
+
+    #[test]
+    fn a_summary_pod_unknown_to_the_pod_list_is_its_own_workload_without_limits() {
+        let s = one_container_summary("2026-01-13T18:40:00Z", Some(20_000_000), 1);
+        let snap = join_once(&s, &PodList::default());
+        assert_eq!(snap.stats.pods_without_metadata, 1);
+        let c = &snap.containers[0];
+        assert_eq!(
+            (c.pod.workload.as_str(), c.pod.workload_kind),
+            ("web-1", WorkloadKind::Pod)
+        );
+        assert_eq!(c.cpu_usage_cores, Some(0.02));
+        assert_eq!(c.cpu_request_cores, None);
+        assert_eq!(c.restarts_total, None);
+    }
+
+    #[test]
+    fn a_running_pod_without_usage_still_reports_restarts_and_limits_and_a_finished_one_does_not() {
+        let list = pods(json!({"items": [
+            {"metadata": {"name": "crashy", "namespace": "ns", "uid": "c1"},
+             "spec": {"containers": [{"name": "main", "resources": {"limits": {"memory": "64Mi"}}}],
+                      "initContainers": [{"name": "setup"}, {"name": "proxy", "restartPolicy": "Always"}]},
+             "status": {"phase": "Running", "containerStatuses": [{"name": "main", "restartCount": 9}]}},
+            {"metadata": {"name": "done", "namespace": "ns", "uid": "d1"},
+             "spec": {"containers": [{"name": "main"}]},
+             "status": {"phase": "Succeeded", "containerStatuses": [{"name": "main", "restartCount": 1}]}}
+        ]}));
+        let snap = join_once(&Summary::default(), &list);
+        assert_eq!(snap.stats.pods_without_usage, 1);
+        let names: Vec<_> = snap
+            .containers
+            .iter()
+            .map(|c| (c.pod.pod.as_str(), c.container.as_str()))
+            .collect();
+        assert_eq!(names, [("crashy", "main"), ("crashy", "proxy")]);
+        assert_eq!(snap.containers[0].restarts_total, Some(9.0));
+        assert_eq!(snap.containers[0].memory_limit_bytes, Some(67_108_864.0));
+        assert_eq!(snap.containers[0].cpu_usage_seconds_total, None);
+        assert_eq!(snap.pods.len(), 1);
+        // `proxy` sets no limit, so the pod as a whole has none.
+        assert_eq!(snap.pods[0].memory_limit_bytes, None);
+    }
+
+    #[test]
+    fn series_of_a_pod_that_went_away_are_not_in_the_next_snapshot() {
+        let mut state = UseState::new();
+        let cad = CadvisorStats::default();
+        let p = web_pod(json!({}));
+        let s = one_container_summary("2026-01-13T18:40:00Z", Some(1), 1);
+        assert_eq!(state.join("n1", &s, &p, &cad).containers.len(), 1);
+        let gone = state.join("n1", &Summary::default(), &PodList::default(), &cad);
+        assert!(gone.pods.is_empty() && gone.containers.is_empty());
+        assert!(state.cpu.keys().all(|k| k == NODE_KEY));
+    }
+
+    #[test]
+    fn of_two_summary_entries_for_one_pod_name_the_listed_uid_is_kept() {
+        let s = summary(json!({"node": {"nodeName": "n1"}, "pods": [
+            {"podRef": {"name": "web-1", "namespace": "shop", "uid": "old"},
+             "containers": [{"name": "app", "memory": {"workingSetBytes": 1}}]},
+            {"podRef": {"name": "web-1", "namespace": "shop", "uid": "u1"},
+             "containers": [{"name": "app", "memory": {"workingSetBytes": 2}},
+                            {"name": "app", "memory": {"workingSetBytes": 3}}]}
+        ]}));
+        let snap = join_once(&s, &web_pod(json!({})));
+        assert_eq!(snap.containers.len(), 1);
+        assert_eq!(snap.containers[0].memory_working_set_bytes, Some(2.0));
+        assert_eq!(snap.stats.duplicates_dropped, 2);
+    }
+
+    #[test]
+    fn cadvisor_counters_and_capacity_are_joined() {
+        let mut cad = CadvisorStats::default();
+        cad.machine_cpu_cores = Some(4.0);
+        cad.machine_memory_bytes = Some(1000.0);
+        let c = cad.container_mut("shop", "web-1", "app");
+        c.cfs_periods_total = Some(10.0);
+        c.cfs_throttled_periods_total = Some(3.0);
+        c.oom_events_total = Some(0.0);
+        let mut s = one_container_summary("2026-01-13T18:40:00Z", Some(2_000_000_000), 1);
+        s.node.memory = Some(serde_json::from_value(json!({"workingSetBytes": 250})).unwrap());
+        let snap = UseState::new().join("", &s, &web_pod(json!({})), &cad);
+        assert_eq!(snap.node, "n1");
+        assert_eq!(snap.node_use.cpu_utilization_ratio, Some(0.5));
+        assert_eq!(snap.node_use.memory_utilization_ratio, Some(0.25));
+        let c = &snap.containers[0];
+        assert_eq!(c.cpu_cfs_periods_total, Some(10.0));
+        assert_eq!(c.cpu_cfs_throttled_periods_total, Some(3.0));
+        assert_eq!(c.oom_events_total, Some(0.0));
+    }
+
+    #[test]
+    fn without_cadvisor_memory_capacity_is_available_plus_working_set() {
+        let s = summary(json!({"node": {"nodeName": "n1",
+            "memory": {"availableBytes": 750, "workingSetBytes": 250}}}));
+        let snap = join_once(&s, &PodList::default());
+        assert_eq!(snap.node_use.memory_capacity_bytes, Some(1000.0));
+        assert_eq!(snap.node_use.cpu_capacity_cores, None);
+        assert_eq!(snap.node_use.cpu_utilization_ratio, None);
+    }
+
+    #[test]
+    fn pod_network_falls_back_to_the_sum_over_interfaces() {
+        let s = summary(json!({"node": {"nodeName": "n1"}, "pods": [{
+            "podRef": {"name": "p", "namespace": "ns", "uid": "x"},
+            "network": {"rxBytes": 7, "interfaces": [
+                {"name": "eth0", "rxBytes": 5, "txBytes": 1, "rxErrors": 2, "txErrors": 0},
+                {"name": "eth1", "rxBytes": 2, "txBytes": 4, "rxErrors": 1}
+            ]}
+        }]}));
+        let pod = &join_once(&s, &PodList::default()).pods[0];
+        assert_eq!(pod.network_receive_bytes_total, Some(7.0));
+        assert_eq!(pod.network_transmit_bytes_total, Some(5.0));
+        assert_eq!(pod.network_receive_errors_total, Some(3.0));
+        assert_eq!(pod.network_transmit_errors_total, Some(0.0));
     }
 }

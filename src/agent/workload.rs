@@ -133,7 +133,8 @@ pub fn deployment_of_replica_set<'a>(replica_set: &'a str, hash: Option<&str>) -
 /// vowels and look-alike digits, by its value modulo the alphabet's length.
 pub fn legacy_hash_encoding(hash: &str) -> impl Iterator<Item = u8> + '_ {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    hash.bytes().map(|b| ALPHABET[usize::from(b) % ALPHABET.len()])
+    hash.bytes()
+        .map(|b| ALPHABET[usize::from(b) % ALPHABET.len()])
 }
 
 /// The CronJob that created a Job, when the Job's name is `<cronjob>-<minutes since the epoch>`.
@@ -245,11 +246,7 @@ mod tests {
     fn pods_without_a_controller_and_mirror_pods_are_their_own_workload() {
         let bare = meta("debug", &[], None);
         assert_eq!(resolved(&bare), ("debug".into(), WorkloadKind::Pod));
-        let mirror = meta(
-            "etcd-node-1",
-            &[("Node", "node-1", Some(true))],
-            None,
-        );
+        let mirror = meta("etcd-node-1", &[("Node", "node-1", Some(true))], None);
         assert_eq!(resolved(&mirror), ("etcd-node-1".into(), WorkloadKind::Pod));
         // An owner that is not the controller does not make a workload.
         let not_controller = meta("p", &[("StatefulSet", "db", Some(false))], None);

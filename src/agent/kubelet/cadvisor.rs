@@ -37,7 +37,12 @@ fn key(namespace: &str, pod: &str, container: &str) -> String {
 
 impl CadvisorStats {
     /// The counters of one container, if cAdvisor reported any.
-    pub fn container(&self, namespace: &str, pod: &str, container: &str) -> Option<&ContainerCounters> {
+    pub fn container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Option<&ContainerCounters> {
         self.containers.get(&key(namespace, pod, container))
     }
 
@@ -48,7 +53,9 @@ impl CadvisorStats {
         pod: &str,
         container: &str,
     ) -> &mut ContainerCounters {
-        self.containers.entry(key(namespace, pod, container)).or_default()
+        self.containers
+            .entry(key(namespace, pod, container))
+            .or_default()
     }
 
     /// Number of containers with counters.
