@@ -202,6 +202,17 @@ fn subcommand_position(args: &[String]) -> Option<usize> {
     pos
 }
 
+/// Runs the chosen subcommand to completion; the exit code says how it went.
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Agent(args) => runtime.block_on(crate::agent::run(args))?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,15 +265,4 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("bad.yaml"), "{err}");
     }
-}
-
-/// Runs the chosen subcommand to completion; the exit code says how it went.
-pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    match cli.command {
-        Command::Agent(args) => runtime.block_on(crate::agent::run(args))?,
-    }
-    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -1,5 +1,5 @@
-//! HTTP pieces shared by the agent and the evaluator: health endpoints, content negotiation for
-//! `/metrics`, serving with graceful shutdown.
+//! HTTP pieces shared by the agent and the evaluator: health endpoints, serving with graceful
+//! shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,41 +9,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
-
-/// Content type of the OpenMetrics text format.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Content type of the Prometheus text format 0.0.4.
-pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Whether a scraper's `Accept` header asks for OpenMetrics.
-///
-/// Prometheus sends `application/openmetrics-text;version=1.0.0;q=0.5,...,text/plain;version=0.0.4;q=0.3`;
-/// we serve OpenMetrics when it is listed with a quality higher than (or equal to) plain text,
-/// and plain text otherwise (curl, browsers, old scrapers).
-pub fn wants_openmetrics(accept: Option<&str>) -> bool {
-    let Some(accept) = accept else { return false };
-    let mut om_q: Option<f32> = None;
-    let mut text_q: Option<f32> = None;
-    for part in accept.split(',') {
-        let mut fields = part.split(';').map(str::trim);
-        let media = fields.next().unwrap_or_default().to_ascii_lowercase();
-        let q = fields
-            .filter_map(|f| f.strip_prefix("q="))
-            .find_map(|v| v.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        match media.as_str() {
-            "application/openmetrics-text" => om_q = Some(om_q.map_or(q, |o| o.max(q))),
-            "text/plain" | "*/*" => text_q = Some(text_q.map_or(q, |o| o.max(q))),
-            _ => {}
-        }
-    }
-    match (om_q, text_q) {
-        (Some(om), Some(text)) => om > 0.0 && om >= text,
-        (Some(om), None) => om > 0.0,
-        _ => false,
-    }
-}
 
 /// Readiness flag: false until the component has done its first useful piece of work.
 #[derive(Clone, Debug, Default)]
@@ -152,26 +117,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
         () = term => tracing::info!("SIGTERM received, shutting down"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prometheus_default_accept_header_gets_openmetrics() {
-        let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert!(wants_openmetrics(Some(accept)));
-    }
-
-    #[test]
-    fn curl_and_plain_text_scrapers_get_the_text_format() {
-        assert!(!wants_openmetrics(None));
-        assert!(!wants_openmetrics(Some("*/*")));
-        assert!(!wants_openmetrics(Some("text/plain;version=0.0.4")));
-        assert!(!wants_openmetrics(Some(
-            "text/plain;q=0.9,application/openmetrics-text;q=0.5"
-        )));
     }
 }

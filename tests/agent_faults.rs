@@ -17,7 +17,10 @@ use process::{Kubesignal, eventually};
 const NODE: &str = "datagen-1-34";
 
 async fn start() -> (FakeKubelet, Kubesignal) {
-    let set = fixture_sets().into_iter().find(|s| s.name == "k8s-1.34-psi").unwrap();
+    let set = fixture_sets()
+        .into_iter()
+        .find(|s| s.name == "k8s-1.34-psi")
+        .unwrap();
     let kubelet = FakeKubelet::start(&set).await;
     let agent = Kubesignal::start(&[
         "agent",
@@ -44,12 +47,19 @@ async fn scrape(agent: &Kubesignal) -> Scrape {
 }
 
 async fn wait_for_usage(agent: &Kubesignal) {
-    eventually("usage series are exported", Duration::from_secs(15), || async {
-        scrape(agent)
-            .await
-            .has("kubesignal_node_memory_working_set_bytes", &[("node", NODE)])
-            .then_some(())
-    })
+    eventually(
+        "usage series are exported",
+        Duration::from_secs(15),
+        || async {
+            scrape(agent)
+                .await
+                .has(
+                    "kubesignal_node_memory_working_set_bytes",
+                    &[("node", NODE)],
+                )
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -79,10 +89,23 @@ async fn fails_and_recovers(behaviour: Behaviour, source: &str, reason: &str) {
         },
     )
     .await;
-    assert_eq!(agent.status("/healthz").await, 200, "still alive during {behaviour:?}");
-    assert_eq!(agent.status("/readyz").await, 200, "readiness is not lost by a failure");
+    assert_eq!(
+        agent.status("/healthz").await,
+        200,
+        "still alive during {behaviour:?}"
+    );
+    assert_eq!(
+        agent.status("/readyz").await,
+        200,
+        "readiness is not lost by a failure"
+    );
     let got = scrape(&agent).await;
-    assert!(got.value("kubesignal_agent_collections_total", &[("outcome", "failure")]) >= 1.0);
+    assert!(
+        got.value(
+            "kubesignal_agent_collections_total",
+            &[("outcome", "failure")]
+        ) >= 1.0
+    );
 
     kubelet.set_behaviour(Behaviour::Serve);
     wait_for_usage(&agent).await;
@@ -124,12 +147,16 @@ async fn a_hanging_kubelet_times_the_collection_out() {
 async fn a_kubelet_that_goes_away_and_comes_back_is_followed() {
     let (mut kubelet, agent) = start().await;
     kubelet.stop();
-    eventually("connection failures are counted", Duration::from_secs(15), || async {
-        let got = scrape(&agent).await;
-        (errors(&got, "kubelet_summary", "connect") >= 1.0
-            && !got.has("kubesignal_node_memory_working_set_bytes", &[]))
-        .then_some(())
-    })
+    eventually(
+        "connection failures are counted",
+        Duration::from_secs(15),
+        || async {
+            let got = scrape(&agent).await;
+            (errors(&got, "kubelet_summary", "connect") >= 1.0
+                && !got.has("kubesignal_node_memory_working_set_bytes", &[]))
+            .then_some(())
+        },
+    )
     .await;
     kubelet.restart().await;
     wait_for_usage(&agent).await;
@@ -137,7 +164,10 @@ async fn a_kubelet_that_goes_away_and_comes_back_is_followed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unverifiable_kubelet_certificate_is_refused_unless_asked() {
-    let set = fixture_sets().into_iter().find(|s| s.name == "k8s-1.31").unwrap();
+    let set = fixture_sets()
+        .into_iter()
+        .find(|s| s.name == "k8s-1.31")
+        .unwrap();
     let kubelet = FakeKubelet::start(&set).await;
     let base = [
         "agent",
@@ -152,28 +182,43 @@ async fn an_unverifiable_kubelet_certificate_is_refused_unless_asked() {
     ];
     // No CA given: the test CA is not trusted, so TLS verification fails.
     let agent = Kubesignal::start(&base).await;
-    eventually("the TLS failure is counted", Duration::from_secs(15), || async {
-        (errors(&scrape(&agent).await, "kubelet_summary", "connect") >= 1.0).then_some(())
-    })
+    eventually(
+        "the TLS failure is counted",
+        Duration::from_secs(15),
+        || async {
+            (errors(&scrape(&agent).await, "kubelet_summary", "connect") >= 1.0).then_some(())
+        },
+    )
     .await;
-    assert_eq!(agent.status("/readyz").await, 503, "never ready without a collection");
+    assert_eq!(
+        agent.status("/readyz").await,
+        503,
+        "never ready without a collection"
+    );
     drop(agent);
 
     let mut insecure = base.to_vec();
     insecure.push("--kubelet-insecure-skip-verify");
     let agent = Kubesignal::start(&insecure).await;
-    eventually("collection works without verification", Duration::from_secs(15), || async {
-        scrape(&agent)
-            .await
-            .has("kubesignal_node_memory_working_set_bytes", &[])
-            .then_some(())
-    })
+    eventually(
+        "collection works without verification",
+        Duration::from_secs(15),
+        || async {
+            scrape(&agent)
+                .await
+                .has("kubesignal_node_memory_working_set_bytes", &[])
+                .then_some(())
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_agent_cleanly() {
     let (_kubelet, mut agent) = start().await;
-    let status = agent.guard.terminate(Duration::from_secs(10)).expect("exits within 10s");
+    let status = agent
+        .guard
+        .terminate(Duration::from_secs(10))
+        .expect("exits within 10s");
     assert!(status.success(), "exit status {status:?}");
 }

@@ -36,9 +36,11 @@ async fn agent_for(kubelet: &FakeKubelet, node: &str, extra: &[&str]) -> Kubesig
     ];
     args.extend_from_slice(extra);
     let agent = Kubesignal::start(&args).await;
-    eventually("the agent becomes ready", Duration::from_secs(20), || async {
-        (agent.status("/readyz").await == 200).then_some(())
-    })
+    eventually(
+        "the agent becomes ready",
+        Duration::from_secs(20),
+        || async { (agent.status("/readyz").await == 200).then_some(()) },
+    )
     .await;
     agent
 }
@@ -207,12 +209,17 @@ async fn every_fixture_set_is_exported_with_the_values_of_its_payloads() {
                 checked_containers += 1;
             }
         }
+        // The legacy summary and pod list were captured from different minikube runs and share
+        // one running pod; the others are one capture each.
+        let minimum = if set.name == "minikube-legacy" { 1 } else { 10 };
         assert!(
-            checked_containers >= 3,
+            checked_containers >= minimum,
             "{}: only {checked_containers} containers checked",
             set.name
         );
-        assert!(checked_limits >= 1, "{}: no memory limit checked", set.name);
+        if set.name != "minikube-legacy" {
+            assert!(checked_limits >= 1, "{}: no memory limit checked", set.name);
+        }
         assert!(
             kubelet.requests() >= 3,
             "the agent fetched summary, pods and cadvisor"
@@ -222,20 +229,34 @@ async fn every_fixture_set_is_exported_with_the_values_of_its_payloads() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn workloads_are_resolved_from_owner_references() {
-    let set = fixture_sets().into_iter().find(|s| s.name == "k8s-1.34-psi").unwrap();
+    let set = fixture_sets()
+        .into_iter()
+        .find(|s| s.name == "k8s-1.34-psi")
+        .unwrap();
     let kubelet = FakeKubelet::start(&set).await;
     let agent = agent_for(&kubelet, "datagen-1-34", &[]).await;
     let got = scrape(&agent).await;
     let cases = [
-        ("e2e-deployment-6fb786454b-7fsxc", "e2e-deployment", "Deployment"),
+        (
+            "e2e-deployment-6fb786454b-7fsxc",
+            "e2e-deployment",
+            "Deployment",
+        ),
         ("e2e-daemonset-79ft8", "e2e-daemonset", "DaemonSet"),
         ("e2e-statefulset-0", "e2e-statefulset", "StatefulSet"),
         ("e2e-cronjob-29472160-q4smw", "e2e-cronjob", "CronJob"),
-        ("kube-apiserver-datagen-1-34", "kube-apiserver-datagen-1-34", "Pod"),
+        (
+            "kube-apiserver-datagen-1-34",
+            "kube-apiserver-datagen-1-34",
+            "Pod",
+        ),
         ("coredns-66bc5c9577-d98t2", "coredns", "Deployment"),
     ];
     for (pod, workload, kind) in cases {
-        let series = got.find("kubesignal_container_memory_working_set_bytes", &[("pod", pod)]);
+        let series = got.find(
+            "kubesignal_container_memory_working_set_bytes",
+            &[("pod", pod)],
+        );
         assert!(!series.is_empty(), "no series for {pod}");
         for s in series {
             assert_eq!(s.labels["workload"], workload, "{pod}");
@@ -247,11 +268,17 @@ async fn workloads_are_resolved_from_owner_references() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_pod_disappears_from_the_output() {
-    let set = fixture_sets().into_iter().find(|s| s.name == "k8s-1.34-psi").unwrap();
+    let set = fixture_sets()
+        .into_iter()
+        .find(|s| s.name == "k8s-1.34-psi")
+        .unwrap();
     let kubelet = FakeKubelet::start(&set).await;
     let agent = agent_for(&kubelet, "datagen-1-34", &[]).await;
     let gone = "e2e-statefulset-1";
-    assert!(scrape(&agent).await.has("kubesignal_container_memory_working_set_bytes", &[("pod", gone)]));
+    assert!(scrape(&agent).await.has(
+        "kubesignal_container_memory_working_set_bytes",
+        &[("pod", gone)]
+    ));
 
     let mut summary = json(&set.summary);
     summary["pods"]
@@ -266,58 +293,100 @@ async fn a_deleted_pod_disappears_from_the_output() {
     kubelet.set_summary(serde_json::to_vec(&summary).unwrap());
     kubelet.set_pods(serde_json::to_vec(&pods).unwrap());
 
-    eventually("the deleted pod's series go away", Duration::from_secs(10), || async {
-        let got = scrape(&agent).await;
-        (!got.has("kubesignal_container_memory_working_set_bytes", &[("pod", gone)])
-            && got.has("kubesignal_container_memory_working_set_bytes", &[("pod", "e2e-statefulset-0")]))
-        .then_some(())
-    })
+    eventually(
+        "the deleted pod's series go away",
+        Duration::from_secs(10),
+        || async {
+            let got = scrape(&agent).await;
+            (!got.has(
+                "kubesignal_container_memory_working_set_bytes",
+                &[("pod", gone)],
+            ) && got.has(
+                "kubesignal_container_memory_working_set_bytes",
+                &[("pod", "e2e-statefulset-0")],
+            ))
+            .then_some(())
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn openmetrics_is_served_when_the_scraper_asks_for_it() {
-    let set = fixture_sets().into_iter().find(|s| s.name == "k8s-1.31").unwrap();
+    let set = fixture_sets()
+        .into_iter()
+        .find(|s| s.name == "k8s-1.31")
+        .unwrap();
     let kubelet = FakeKubelet::start(&set).await;
     let agent = agent_for(&kubelet, "minikube", &[]).await;
     let response = reqwest::Client::new()
         .get(format!("http://{}/metrics", agent.addr))
-        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
         .send()
         .await
         .unwrap();
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let body = response.text().await.unwrap();
-    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
     assert!(body.trim_end().ends_with("# EOF"));
     let om = Scrape::parse(&body, true);
 
-    let response = reqwest::get(format!("http://{}/metrics", agent.addr)).await.unwrap();
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    let response = reqwest::get(format!("http://{}/metrics", agent.addr))
+        .await
+        .unwrap();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let body = response.text().await.unwrap();
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
     assert!(!body.contains("# EOF"));
     assert!(body.contains("# TYPE kubesignal_node_cpu_usage_seconds_total counter"));
     let text = Scrape::parse(&body, false);
     let om_value = om.value("kubesignal_node_memory_working_set_bytes", &[]);
-    assert_eq!(om_value, text.value("kubesignal_node_memory_working_set_bytes", &[]));
+    assert_eq!(
+        om_value,
+        text.value("kubesignal_node_memory_working_set_bytes", &[])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn promtool_finds_no_problem_in_the_output_of_any_fixture_set() {
     for set in fixture_sets() {
-        let node = json(&set.summary)["node"]["nodeName"].as_str().unwrap().to_string();
+        let node = json(&set.summary)["node"]["nodeName"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let kubelet = FakeKubelet::start(&set).await;
         let agent = agent_for(&kubelet, &node, &[]).await;
         let text = agent.metrics().await;
         let (ok, output) = process::promtool_check_metrics(&text);
-        assert!(ok && output.trim().is_empty(), "{}: promtool check metrics: {output}", set.name);
+        assert!(
+            ok && output.trim().is_empty(),
+            "{}: promtool check metrics: {output}",
+            set.name
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scraping_the_agent_sees_the_payload_values() {
-    let set = fixture_sets().into_iter().find(|s| s.name == "k8s-1.34-psi").unwrap();
+    let set = fixture_sets()
+        .into_iter()
+        .find(|s| s.name == "k8s-1.34-psi")
+        .unwrap();
     let summary = json(&set.summary);
     let kubelet = FakeKubelet::start(&set).await;
     let agent = agent_for(&kubelet, "datagen-1-34", &[]).await;
@@ -326,17 +395,26 @@ async fn prometheus_scraping_the_agent_sees_the_payload_values() {
         agent.addr
     ))
     .await;
-    let expected = summary["node"]["memory"]["workingSetBytes"].as_f64().unwrap();
-    let value = eventually("Prometheus has scraped the agent", Duration::from_secs(30), || async {
-        prometheus
-            .query("kubesignal_node_memory_working_set_bytes{job=\"kubesignal-agent\"}")
-            .await
-            .first()
-            .map(|(_, v)| *v)
-    })
+    let expected = summary["node"]["memory"]["workingSetBytes"]
+        .as_f64()
+        .unwrap();
+    let value = eventually(
+        "Prometheus has scraped the agent",
+        Duration::from_secs(30),
+        || async {
+            prometheus
+                .query("kubesignal_node_memory_working_set_bytes{job=\"kubesignal-agent\"}")
+                .await
+                .first()
+                .map(|(_, v)| *v)
+        },
+    )
     .await;
     assert_close(value, expected, "node working set through Prometheus");
-    let psi = summary["node"]["cpu"]["psi"]["some"]["total"].as_f64().unwrap() / 1e6;
+    let psi = summary["node"]["cpu"]["psi"]["some"]["total"]
+        .as_f64()
+        .unwrap()
+        / 1e6;
     let result = prometheus
         .query("kubesignal_node_cpu_pressure_seconds_total{kind=\"some\"}")
         .await;
@@ -344,5 +422,8 @@ async fn prometheus_scraping_the_agent_sees_the_payload_values() {
     let ratios = prometheus
         .query("count(kubesignal_container_memory_limit_utilization_ratio{workload=\"e2e-statefulset\"})")
         .await;
-    assert_eq!(ratios[0].1, 2.0, "both StatefulSet replicas have a memory limit ratio");
+    assert_eq!(
+        ratios[0].1, 2.0,
+        "both StatefulSet replicas have a memory limit ratio"
+    );
 }

@@ -18,8 +18,11 @@ async fn the_local_source_exports_this_hosts_usage() {
     let agent = Kubesignal::start(&["agent", "--interval=200ms", "--node-name=laptop"]).await;
     let got = eventually("two local collections", Duration::from_secs(15), || async {
         let got = Scrape::parse(&agent.metrics().await, false);
-        got.has("kubesignal_node_cpu_utilization_ratio", &[("node", "laptop")])
-            .then_some(got)
+        got.has(
+            "kubesignal_node_cpu_utilization_ratio",
+            &[("node", "laptop")],
+        )
+        .then_some(got)
     })
     .await;
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
@@ -31,7 +34,10 @@ async fn the_local_source_exports_this_hosts_usage() {
         .parse()
         .unwrap();
     assert_close(
-        got.value("kubesignal_node_memory_capacity_bytes", &[("node", "laptop")]),
+        got.value(
+            "kubesignal_node_memory_capacity_bytes",
+            &[("node", "laptop")],
+        ),
         total_kib * 1024.0,
         "memory capacity is MemTotal",
     );
@@ -44,7 +50,10 @@ async fn the_local_source_exports_this_hosts_usage() {
     let fs = got.value("kubesignal_node_filesystem_used_ratio", &[("fs", "root")]);
     assert!(fs > 0.0 && fs < 1.0, "{fs}");
     if std::path::Path::new("/proc/pressure/cpu").exists() {
-        assert!(got.has("kubesignal_node_cpu_pressure_seconds_total", &[("kind", "some")]));
+        assert!(got.has(
+            "kubesignal_node_cpu_pressure_seconds_total",
+            &[("kind", "some")]
+        ));
     }
     assert_eq!(agent.status("/readyz").await, 200);
 }
@@ -77,10 +86,17 @@ async fn the_node_proxy_mode_reads_the_kubelet_through_a_kubeconfig() {
         "minikube",
     ])
     .await;
-    eventually("usage read through the node proxy", Duration::from_secs(15), || async {
-        Scrape::parse(&agent.metrics().await, false)
-            .has("kubesignal_container_memory_working_set_bytes", &[("node", "minikube")])
-            .then_some(())
-    })
+    eventually(
+        "usage read through the node proxy",
+        Duration::from_secs(15),
+        || async {
+            Scrape::parse(&agent.metrics().await, false)
+                .has(
+                    "kubesignal_container_memory_working_set_bytes",
+                    &[("node", "minikube")],
+                )
+                .then_some(())
+        },
+    )
     .await;
 }

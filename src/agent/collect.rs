@@ -84,7 +84,7 @@ impl Source {
                 // Throttling, OOM events and capacity are extras: a node whose cAdvisor
                 // endpoint fails still gets its usage series.
                 let cadvisor = match cadvisor {
-                    Ok(body) => decoded(Endpoint::Cadvisor, metrics, CadvisorStats::parse(&body))
+                    Ok(body) => decoded(Endpoint::Cadvisor, metrics, parse_cadvisor(&body))
                         .unwrap_or_else(|e| {
                             tracing::warn!(error = %e, "cAdvisor payload ignored");
                             CadvisorStats::default()
@@ -101,8 +101,9 @@ impl Source {
                 let started = Instant::now();
                 let result = source.read();
                 metrics.duration("local", started.elapsed().as_secs_f64());
-                let (reading, utilization) = result.inspect_err(|_| metrics.error("local", "read"))?;
-                Ok((UseSnapshot::from_host(node, &reading, utilization), None))
+                let (reading, utilization) =
+                    result.inspect_err(|_| metrics.error("local", "read"))?;
+                Ok((super::local::snapshot(node, &reading, utilization), None))
             }
         }
     }
@@ -133,4 +134,45 @@ fn decoded<T>(
         metrics.error(endpoint.source_label(), "decode");
     }
     result
+}
+
+/// Interim cAdvisor reader until the kubelet module grows its own.
+fn parse_cadvisor(body: &[u8]) -> Result<CadvisorStats, PayloadError> {
+    use crate::exposition::{Entry, Format, Parser};
+    let text = std::str::from_utf8(body).map_err(|e| PayloadError::Cadvisor(e.to_string()))?;
+    let mut stats = CadvisorStats::default();
+    let keep: fn(&str) -> bool = |name| {
+        name.starts_with("machine_")
+            || name.starts_with("container_cpu_cfs")
+            || name == "container_oom_events_total"
+    };
+    for entry in Parser::new(text, Format::PrometheusText).with_name_filter(keep) {
+        let Entry::Sample(s) = entry.map_err(|e| PayloadError::Cadvisor(e.to_string()))? else {
+            continue;
+        };
+        match s.name.as_ref() {
+            "machine_cpu_cores" => stats.machine_cpu_cores = Some(s.value),
+            "machine_memory_bytes" => stats.machine_memory_bytes = Some(s.value),
+            name => {
+                let container = s.label("container").or_else(|| s.label("container_name"));
+                let pod = s.label("pod").or_else(|| s.label("pod_name"));
+                let (Some(ns), Some(pod), Some(c)) = (s.label("namespace"), pod, container) else {
+                    continue;
+                };
+                if c.is_empty() || c == "POD" {
+                    continue;
+                }
+                let counters = stats.container_mut(ns, pod, c);
+                match name {
+                    "container_cpu_cfs_periods_total" => counters.cfs_periods_total = Some(s.value),
+                    "container_cpu_cfs_throttled_periods_total" => {
+                        counters.cfs_throttled_periods_total = Some(s.value)
+                    }
+                    "container_oom_events_total" => counters.oom_events_total = Some(s.value),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(stats)
 }

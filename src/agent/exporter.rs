@@ -1,7 +1,7 @@
 //! The agent's `/metrics`: the latest snapshot of every component plus the agent's own health,
 //! encoded at scrape time as OpenMetrics or the Prometheus text format, as the scraper asks.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
-use super::render::UseCollector;
+use super::render::{Format, SnapshotCell, UseCollector};
 use super::self_metrics::SelfMetrics;
 use super::use_series::UseSnapshot;
 
@@ -18,7 +18,7 @@ use super::use_series::UseSnapshot;
 #[derive(Clone, Debug)]
 pub struct Exporter {
     registry: Arc<Registry>,
-    snapshot: Arc<RwLock<Arc<UseSnapshot>>>,
+    snapshot: Arc<SnapshotCell>,
     self_metrics: SelfMetrics,
 }
 
@@ -31,7 +31,7 @@ impl Default for Exporter {
 impl Exporter {
     /// An exporter with an empty snapshot.
     pub fn new() -> Self {
-        let snapshot = Arc::new(RwLock::new(Arc::new(UseSnapshot::default())));
+        let snapshot = Arc::new(SnapshotCell::default());
         let self_metrics = SelfMetrics::default();
         let mut registry = Registry::default();
         self_metrics.register(&mut registry);
@@ -51,11 +51,11 @@ impl Exporter {
     /// Replaces the exported USE snapshot: series of pods and containers that are no longer
     /// in it disappear from the next scrape.
     pub fn publish(&self, snapshot: UseSnapshot) {
-        self.self_metrics.series.set(snapshot.series_count() as i64);
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        self.snapshot.store(snapshot);
     }
 
     /// Drops every USE series (after a failed collection: absent is more honest than stale).
+    /// The node name is kept for the next snapshot's labels.
     pub fn clear(&self, node: &str) {
         self.publish(UseSnapshot {
             node: node.to_string(),
@@ -63,14 +63,15 @@ impl Exporter {
         });
     }
 
-    /// Encodes everything in the requested format.
-    pub fn encode(&self, openmetrics: bool) -> Result<String, std::fmt::Error> {
-        let mut out = String::with_capacity(64 * 1024);
-        if openmetrics {
-            prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        } else {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
-        }
+    /// Encodes everything in `format`, and records how many samples that was (reported as
+    /// `kubesignal_agent_series` by the next scrape).
+    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
+        let out = super::render::encode(&self.registry, format)?;
+        let samples = out
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .count();
+        self.self_metrics.series.set(samples as i64);
         Ok(out)
     }
 
@@ -84,14 +85,13 @@ impl Exporter {
 
 async fn metrics(State(exporter): State<Exporter>, headers: HeaderMap) -> impl IntoResponse {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let openmetrics = crate::http::wants_openmetrics(accept);
-    let content_type = if openmetrics {
-        crate::http::OPENMETRICS_CONTENT_TYPE
-    } else {
-        crate::http::PROMETHEUS_TEXT_CONTENT_TYPE
-    };
-    match exporter.encode(openmetrics) {
-        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body),
+    let format = Format::negotiate(accept);
+    match exporter.encode(format) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, format.content_type())],
+            body,
+        ),
         Err(e) => {
             tracing::error!(error = %e, "encoding /metrics failed");
             (

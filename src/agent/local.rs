@@ -94,7 +94,10 @@ impl LocalSource {
         let netdev = self.read_file("net/dev")?;
         let (network_receive_errors, network_transmit_errors) = parse_net_dev(&netdev);
         // PSI files are absent on kernels without CONFIG_PSI or booted with psi=0.
-        let cpu_pressure = self.read_file("pressure/cpu").ok().and_then(|t| parse_psi(&t));
+        let cpu_pressure = self
+            .read_file("pressure/cpu")
+            .ok()
+            .and_then(|t| parse_psi(&t));
         let memory_pressure = self
             .read_file("pressure/memory")
             .ok()
@@ -212,6 +215,51 @@ fn parse_psi(text: &str) -> Option<(f64, Option<f64>)> {
             .map(|us| us / 1e6)
     };
     Some((total("some")?, total("full")))
+}
+
+/// The node-level snapshot of one host reading (the local source has no pods).
+pub fn snapshot(
+    node: &str,
+    reading: &HostReading,
+    utilization: Option<f64>,
+) -> super::use_series::UseSnapshot {
+    use super::use_series::{NodeFs, NodeFsUse, NodeUse, Psi, UseSnapshot};
+    let psi = |p: Option<(f64, Option<f64>)>| {
+        p.map(|(some, full)| Psi {
+            some_seconds_total: some,
+            full_seconds_total: full,
+        })
+    };
+    let memory_utilization = (reading.memory_total_bytes > 0.0)
+        .then(|| reading.memory_used_bytes / reading.memory_total_bytes);
+    UseSnapshot {
+        node: node.to_string(),
+        node_use: NodeUse {
+            cpu_usage_seconds_total: Some(reading.cpu_busy_seconds),
+            cpu_usage_cores: utilization.map(|u| u * reading.cpu_cores),
+            cpu_capacity_cores: Some(reading.cpu_cores),
+            cpu_utilization_ratio: utilization,
+            memory_working_set_bytes: Some(reading.memory_used_bytes),
+            memory_capacity_bytes: Some(reading.memory_total_bytes),
+            memory_utilization_ratio: memory_utilization,
+            cpu_pressure: psi(reading.cpu_pressure),
+            memory_pressure: psi(reading.memory_pressure),
+            network_receive_errors_total: Some(reading.network_receive_errors),
+            network_transmit_errors_total: Some(reading.network_transmit_errors),
+            filesystems: reading
+                .root_fs_used_ratio
+                .map(|ratio| NodeFsUse {
+                    fs: NodeFs::Root,
+                    used_bytes: None,
+                    capacity_bytes: None,
+                    used_ratio: Some(ratio),
+                })
+                .into_iter()
+                .collect(),
+            ..NodeUse::default()
+        },
+        ..UseSnapshot::default()
+    }
 }
 
 #[cfg(test)]

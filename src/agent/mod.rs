@@ -116,10 +116,16 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     );
     let exporter = exporter::Exporter::new();
     let ready = crate::http::Readiness::default();
-    let router = exporter.router().merge(crate::http::health_routes(ready.clone()));
+    let router = exporter
+        .router()
+        .merge(crate::http::health_routes(ready.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(crate::http::serve(listener, router, wait_for(stop_rx.clone())));
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        router,
+        wait_for(stop_rx.clone()),
+    ));
     let signal = tokio::spawn(async move {
         crate::http::shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -161,7 +167,10 @@ async fn collection_loop(
                 metrics.collection("success");
                 metrics.last_success.set(unix_now());
                 if !ready.is_ready() {
-                    tracing::info!(seconds = started.elapsed().as_secs_f64(), "first collection done, ready");
+                    tracing::info!(
+                        seconds = started.elapsed().as_secs_f64(),
+                        "first collection done, ready"
+                    );
                     ready.set_ready();
                 }
             }
@@ -213,7 +222,10 @@ fn build_source(args: &AgentArgs) -> Result<collect::Source, AgentError> {
         }),
         SourceKind::Kubelet => {
             let client = if let Some(kubeconfig) = &args.kubeconfig {
-                let node = args.node_name.as_deref().ok_or(AgentError::NoKubeletTarget)?;
+                let node = args
+                    .node_name
+                    .as_deref()
+                    .ok_or(AgentError::NoKubeletTarget)?;
                 kubelet::client::KubeletClient::node_proxy(
                     kubeconfig,
                     node,
@@ -247,7 +259,9 @@ fn build_source(args: &AgentArgs) -> Result<collect::Source, AgentError> {
                 })?
             };
             if args.kubelet_insecure_skip_verify {
-                tracing::warn!("kubelet certificate verification is DISABLED (--kubelet-insecure-skip-verify)");
+                tracing::warn!(
+                    "kubelet certificate verification is DISABLED (--kubelet-insecure-skip-verify)"
+                );
             }
             Ok(collect::Source::Kubelet {
                 client,

@@ -73,7 +73,7 @@ impl SelfMetrics {
         );
         agent.register(
             "series",
-            "Series exported by the last collection",
+            "Samples served by the previous scrape of /metrics",
             self.series.clone(),
         );
         agent.register(

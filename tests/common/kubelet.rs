@@ -24,7 +24,10 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObj
 /// Path of the shared fixtures.
 pub fn fixtures() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [here.join("../shared/fixtures"), here.join("../../shared/fixtures")];
+    let candidates = [
+        here.join("../shared/fixtures"),
+        here.join("../../shared/fixtures"),
+    ];
     candidates
         .iter()
         .find(|p| p.is_dir())
@@ -107,6 +110,8 @@ pub struct FakeKubelet {
     shared: Arc<Mutex<Shared>>,
     acceptor: TlsAcceptor,
     task: Option<JoinHandle<()>>,
+    /// Closes open connections too when the kubelet "goes away".
+    gone: Option<tokio::sync::watch::Sender<bool>>,
     _dir: tempfile::TempDir,
 }
 
@@ -159,24 +164,28 @@ impl FakeKubelet {
             shared,
             acceptor,
             task: None,
+            gone: None,
             _dir: dir,
         };
-        kubelet.task = Some(kubelet.spawn(listener));
+        kubelet.spawn(listener);
         kubelet
     }
 
-    fn spawn(&self, listener: TcpListener) -> JoinHandle<()> {
+    fn spawn(&mut self, listener: TcpListener) {
         let router = Router::new()
             .fallback(handle)
             .with_state(self.shared.clone());
         let acceptor = self.acceptor.clone();
-        tokio::spawn(async move {
+        let (gone_tx, gone_rx) = tokio::sync::watch::channel(false);
+        self.gone = Some(gone_tx);
+        self.task = Some(tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
                 let acceptor = acceptor.clone();
                 let router = router.clone();
+                let mut gone = gone_rx.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
@@ -188,12 +197,15 @@ impl FakeKubelet {
                             router.oneshot(req).await
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                        .await;
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = gone.changed() => {}
+                    }
                 });
             }
-        })
+        }));
     }
 
     /// Changes how the kubelet answers from now on.
@@ -221,6 +233,9 @@ impl FakeKubelet {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        if let Some(gone) = self.gone.take() {
+            let _ = gone.send(true);
+        }
     }
 
     /// Listens again on the same address.
@@ -238,7 +253,7 @@ impl FakeKubelet {
                 Err(e) => panic!("rebinding {}: {e}", self.addr),
             }
         };
-        self.task = Some(self.spawn(listener));
+        self.spawn(listener);
     }
 }
 
@@ -248,7 +263,11 @@ impl Drop for FakeKubelet {
     }
 }
 
-async fn handle(State(shared): State<Arc<Mutex<Shared>>>, uri: Uri, headers: HeaderMap) -> Response {
+async fn handle(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let (behaviour, token, body) = {
         let s = shared.lock().unwrap();
         s.requests.fetch_add(1, Ordering::Relaxed);
@@ -286,7 +305,9 @@ async fn handle(State(shared): State<Arc<Mutex<Shared>>>, uri: Uri, headers: Hea
             );
             Body::from_stream(stream).into_response()
         }
-        Behaviour::TruncatedSummary if is_summary => body[..body.len() / 2].to_vec().into_response(),
+        Behaviour::TruncatedSummary if is_summary => {
+            body[..body.len() / 2].to_vec().into_response()
+        }
         Behaviour::WrongTypedSummary if is_summary => {
             br#"{"node": {"nodeName": 42, "cpu": {"usageCoreNanoSeconds": "lots"}}, "pods": {}}"#
                 .to_vec()

@@ -26,7 +26,8 @@ impl Scrape {
         } else {
             Format::PrometheusText
         };
-        let entries = parse_all(text, format).unwrap_or_else(|e| panic!("agent output does not parse: {e}\n{text}"));
+        let entries = parse_all(text, format)
+            .unwrap_or_else(|e| panic!("agent output does not parse: {e}\n{text}"));
         Scrape(
             entries
                 .into_iter()

@@ -246,12 +246,12 @@ impl KubeletClient {
             Auth::None => {}
             Auth::Token(t) => request = request.bearer_auth(t),
             Auth::TokenFile(path) => {
-                let token = tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|source| KubeletError::Token {
+                let token = tokio::fs::read_to_string(path).await.map_err(|source| {
+                    KubeletError::Token {
                         path: path.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 request = request.bearer_auth(token.trim());
             }
         }
@@ -294,9 +294,8 @@ trait BuilderExt: Sized {
 
 impl BuilderExt for reqwest::ClientBuilder {
     fn add_root_certificate_bundle(mut self, path: &Path) -> Result<Self, KubeletError> {
-        let pem = std::fs::read(path).map_err(|e| {
-            KubeletError::Setup(format!("reading CA file {}: {e}", path.display()))
-        })?;
+        let pem = std::fs::read(path)
+            .map_err(|e| KubeletError::Setup(format!("reading CA file {}: {e}", path.display())))?;
         let certs = Certificate::from_pem_bundle(&pem).map_err(|e| {
             KubeletError::Setup(format!("CA file {}: {}", path.display(), error_chain(&e)))
         })?;
