@@ -6,5 +6,6 @@
 
 pub mod agent;
 pub mod cli;
+pub mod demo;
 pub mod rules;
 pub mod telemetry;
