@@ -58,16 +58,22 @@ pub struct DemoArgs {
 }
 
 fn parse_ratio(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{v} is outside 0..=1 (0.02 means 2% of requests fail)"))
+        Err(format!(
+            "{v} is outside 0..=1 (0.02 means 2% of requests fail)"
+        ))
     }
 }
 
 fn parse_latency(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
     if v.is_finite() && (0.0..=60_000.0).contains(&v) {
         Ok(v)
     } else {
@@ -76,7 +82,9 @@ fn parse_latency(s: &str) -> Result<f64, String> {
 }
 
 fn parse_rps(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
     if v.is_finite() && (0.0..=10_000.0).contains(&v) {
         Ok(v)
     } else {
@@ -99,7 +107,11 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator with a fixed seed (0 is replaced, xorshift cannot leave it).
     pub fn new(seed: u64) -> Self {
-        Rng(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
     }
 
     /// A uniform value in `[0, 1)`.
@@ -184,7 +196,8 @@ pub fn router(args: &DemoArgs, seed: u64) -> Router {
 }
 
 /// Simulates one request and records it under its route template (never the raw path, so item
-/// ids do not become label values).
+/// ids do not become label values). Templates use the `:id` style: braces inside label values
+/// trip up some exposition parsers.
 async fn simulated_work(state: &DemoState, route: &'static str) -> Response {
     let start = Instant::now();
     let (latency, fail) = state.draw();
@@ -213,7 +226,7 @@ async fn work_root(State(state): State<DemoState>) -> Response {
 }
 
 async fn work_item(State(state): State<DemoState>, Path(id): Path<u32>) -> Response {
-    let mut resp = simulated_work(&state, "/api/items/{id}").await;
+    let mut resp = simulated_work(&state, "/api/items/:id").await;
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         resp.headers_mut().insert("x-item-id", v);
     }
@@ -258,7 +271,7 @@ async fn self_load(base: String, rps: f64) {
     loop {
         ticker.tick().await;
         let n = sent.fetch_add(1, Ordering::Relaxed);
-        let url = if n % 3 == 0 {
+        let url = if n.is_multiple_of(3) {
             format!("{base}/")
         } else {
             format!("{base}/api/items/{}", n % 50)
@@ -289,7 +302,10 @@ pub async fn serve_on(
         } else {
             local
         };
-        Some(tokio::spawn(self_load(format!("http://{host}"), args.self_load)))
+        Some(tokio::spawn(self_load(
+            format!("http://{host}"),
+            args.self_load,
+        )))
     } else {
         None
     };
@@ -370,6 +386,10 @@ mod tests {
     #[test]
     fn uniform_draws_stay_in_the_unit_interval() {
         let mut rng = Rng::new(0);
-        assert!((0..10_000).map(|_| rng.next_f64()).all(|v| (0.0..1.0).contains(&v)));
+        assert!(
+            (0..10_000)
+                .map(|_| rng.next_f64())
+                .all(|v| (0.0..1.0).contains(&v))
+        );
     }
 }

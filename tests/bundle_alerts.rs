@@ -56,7 +56,11 @@ fn promtool_accepts_every_rule_file() {
     let mut cmd = Command::new(promtool());
     cmd.arg("check").arg("rules").args(rule_files());
     let out = run(&mut cmd);
-    assert!(out.status.success(), "promtool check rules failed:\n{}", describe(&out));
+    assert!(
+        out.status.success(),
+        "promtool check rules failed:\n{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -66,7 +70,11 @@ fn the_promtool_unit_tests_of_the_alerts_pass() {
     let mut cmd = Command::new(promtool());
     cmd.arg("test").arg("rules").args(&tests);
     let out = run(&mut cmd);
-    assert!(out.status.success(), "promtool test rules failed:\n{}", describe(&out));
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -88,7 +96,10 @@ fn every_alert_has_a_unit_test_that_expects_it_to_fire() {
         .map(|(_, r)| alert_name(r))
         .filter(|n| !covered.contains(n))
         .collect();
-    assert!(missing.is_empty(), "alerts without a firing unit test: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "alerts without a firing unit test: {missing:?}"
+    );
 }
 
 #[test]
@@ -102,17 +113,24 @@ fn every_alert_carries_what_a_notification_needs() {
             problems.push(format!("{file}: alert {name} defined twice"));
         }
         for key in ["summary", "description", "runbook_url", "suggested_action"] {
-            if r["annotations"][key].as_str().is_none_or(|s| s.trim().is_empty()) {
+            if r["annotations"][key]
+                .as_str()
+                .is_none_or(|s| s.trim().is_empty())
+            {
                 problems.push(format!("{file}: {name}: annotation {key} missing or empty"));
             }
         }
         match r["labels"]["severity"].as_str() {
             Some("critical" | "warning" | "info") => {}
-            other => problems.push(format!("{file}: {name}: severity {other:?} not critical|warning|info")),
+            other => problems.push(format!(
+                "{file}: {name}: severity {other:?} not critical|warning|info"
+            )),
         }
         match r["for"].as_str() {
             Some(f) if allowed_for.contains(&f) => {}
-            other => problems.push(format!("{file}: {name}: for {other:?} not one of {allowed_for:?}")),
+            other => problems.push(format!(
+                "{file}: {name}: for {other:?} not one of {allowed_for:?}"
+            )),
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -152,16 +170,29 @@ fn every_runbook_url_points_to_a_page_about_that_alert() {
     for (file, r) in alert_rules() {
         let name = alert_name(&r);
         let url = r["annotations"]["runbook_url"].as_str().unwrap_or("");
-        let page = url
-            .strip_prefix(RUNBOOK_PREFIX)
-            .unwrap_or_else(|| panic!("{file}: {name}: runbook_url {url} does not start with {RUNBOOK_PREFIX}"));
-        assert_eq!(page, format!("{name}.md"), "{file}: {name}: runbook page must be named after the alert");
+        let page = url.strip_prefix(RUNBOOK_PREFIX).unwrap_or_else(|| {
+            panic!("{file}: {name}: runbook_url {url} does not start with {RUNBOOK_PREFIX}")
+        });
+        assert_eq!(
+            page,
+            format!("{name}.md"),
+            "{file}: {name}: runbook page must be named after the alert"
+        );
         let path = repo_root().join("docs/runbooks").join(page);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{file}: {name}: runbook {} unreadable: {e}", path.display()));
-        assert!(text.starts_with(&format!("# {name}\n")), "{}: must start with `# {name}`", path.display());
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("{file}: {name}: runbook {} unreadable: {e}", path.display())
+        });
+        assert!(
+            text.starts_with(&format!("# {name}\n")),
+            "{}: must start with `# {name}`",
+            path.display()
+        );
         for section in ["## Meaning", "## Diagnosis", "## Mitigation"] {
-            assert!(text.contains(section), "{}: lacks {section}", path.display());
+            assert!(
+                text.contains(section),
+                "{}: lacks {section}",
+                path.display()
+            );
         }
     }
 }
@@ -170,5 +201,9 @@ fn every_runbook_url_points_to_a_page_about_that_alert() {
 fn the_slo_rule_file_slot_for_the_demo_exists_and_is_a_rule_file() {
     let path = repo_root().join("alerts/slo-demo.rules.yaml");
     let doc: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert!(doc["groups"].is_sequence(), "{} must have a groups list", path.display());
+    assert!(
+        doc["groups"].is_sequence(),
+        "{} must have a groups list",
+        path.display()
+    );
 }

@@ -120,7 +120,10 @@ fn lint_expr(
                     ));
                 }
             }
-            for name in raw_counter_reads(&ast).into_iter().filter(|_| counters_need_rate) {
+            for name in raw_counter_reads(&ast)
+                .into_iter()
+                .filter(|_| counters_need_rate)
+            {
                 errors.push(format!(
                     "{what}: counter {name} is read without rate()/increase(): {expr}"
                 ));
@@ -148,7 +151,9 @@ fn lint_dashboard(file: &str, dash: &Value, uids: &BTreeSet<String>) -> Vec<Stri
     }
     let uid = dash["uid"].as_str().unwrap_or("");
     if uid.is_empty() || uid.len() > 40 {
-        errors.push(format!("uid must be set and at most 40 characters: {uid:?}"));
+        errors.push(format!(
+            "uid must be set and at most 40 characters: {uid:?}"
+        ));
     }
     if dash["editable"].as_bool() != Some(false) {
         errors.push("provisioned dashboards must have editable: false".into());
@@ -159,34 +164,54 @@ fn lint_dashboard(file: &str, dash: &Value, uids: &BTreeSet<String>) -> Vec<Stri
 
     // Variables.
     let vars = variables(dash);
-    let list = dash["templating"]["list"].as_array().cloned().unwrap_or_default();
+    let list = dash["templating"]["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     match list.iter().find(|v| v["name"] == "datasource") {
         Some(v) if v["type"] == "datasource" && v["query"] == "prometheus" => {}
-        _ => errors.push("needs a `datasource` variable of type datasource, query prometheus".into()),
+        _ => {
+            errors.push("needs a `datasource` variable of type datasource, query prometheus".into())
+        }
     }
     if !vars.contains_key("cluster") {
         errors.push("needs a `cluster` variable".into());
     }
+    let label_values = Regex::new(r"^label_values\((.*),\s*(\w+)\)$").unwrap();
     for v in list.iter().filter(|v| v["type"] == "query") {
         let name = v["name"].as_str().unwrap_or("?");
         if !is_ds_var(&v["datasource"]) {
-            errors.push(format!("variable {name}: datasource must be ${{datasource}}"));
+            errors.push(format!(
+                "variable {name}: datasource must be ${{datasource}}"
+            ));
         }
         if v["refresh"].as_u64() != Some(2) {
-            errors.push(format!("variable {name}: refresh must be 2 (on time range change)"));
+            errors.push(format!(
+                "variable {name}: refresh must be 2 (on time range change)"
+            ));
         }
         let q = v["definition"].as_str().unwrap_or("");
         if q != v["query"]["query"].as_str().unwrap_or("") {
             errors.push(format!("variable {name}: definition and query differ"));
         }
-        let label_values = Regex::new(r"^label_values\((.*),\s*(\w+)\)$").unwrap();
         match label_values.captures(q) {
-            None => errors.push(format!("variable {name}: query must be label_values(selector, label): {q}")),
+            None => errors.push(format!(
+                "variable {name}: query must be label_values(selector, label): {q}"
+            )),
             Some(c) => {
                 if ["cluster", "namespace", "workload", "node"].contains(&name) && &c[2] != name {
-                    errors.push(format!("variable {name}: must take values of label {name}, takes {}", &c[2]));
+                    errors.push(format!(
+                        "variable {name}: must take values of label {name}, takes {}",
+                        &c[2]
+                    ));
                 }
-                lint_expr(&c[1], &vars, &format!("variable {name}"), false, &mut errors);
+                lint_expr(
+                    &c[1],
+                    &vars,
+                    &format!("variable {name}"),
+                    false,
+                    &mut errors,
+                );
             }
         }
     }
@@ -197,9 +222,13 @@ fn lint_dashboard(file: &str, dash: &Value, uids: &BTreeSet<String>) -> Vec<Stri
         l["type"] == "dashboards"
             && l["includeVars"] == true
             && l["keepTime"] == true
-            && l["tags"].as_array().is_some_and(|t| t.contains(&json!("kubesignal")))
+            && l["tags"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("kubesignal")))
     }) {
-        errors.push("needs a `dashboards` link by tag kubesignal with includeVars and keepTime".into());
+        errors.push(
+            "needs a `dashboards` link by tag kubesignal with includeVars and keepTime".into(),
+        );
     }
 
     // Panels.
@@ -219,15 +248,23 @@ fn lint_dashboard(file: &str, dash: &Value, uids: &BTreeSet<String>) -> Vec<Stri
             errors.push(format!("{what}: needs a title and a description"));
         }
         if !is_ds_var(&p["datasource"]) {
-            errors.push(format!("{what}: datasource must be {{type: prometheus, uid: ${{datasource}}}}"));
+            errors.push(format!(
+                "{what}: datasource must be {{type: prometheus, uid: ${{datasource}}}}"
+            ));
         }
-        if p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("").is_empty() {
+        if p["fieldConfig"]["defaults"]["unit"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+        {
             errors.push(format!("{what}: has no unit in fieldConfig.defaults.unit"));
         }
         if let Some(steps) = p["fieldConfig"]["defaults"]["thresholds"]["steps"].as_array()
             && steps.first().is_some_and(|s| !s["value"].is_null())
         {
-            errors.push(format!("{what}: the first threshold step must have value null"));
+            errors.push(format!(
+                "{what}: the first threshold step must have value null"
+            ));
         }
         let targets = p["targets"].as_array().cloned().unwrap_or_default();
         if targets.is_empty() {
@@ -240,7 +277,9 @@ fn lint_dashboard(file: &str, dash: &Value, uids: &BTreeSet<String>) -> Vec<Stri
                 errors.push(format!("{what}: duplicate refId {r:?}"));
             }
             if !is_ds_var(&t["datasource"]) {
-                errors.push(format!("{what} target {r}: datasource must be ${{datasource}}"));
+                errors.push(format!(
+                    "{what} target {r}: datasource must be ${{datasource}}"
+                ));
             }
             match t["expr"].as_str() {
                 Some(e) if !e.trim().is_empty() => {
@@ -254,12 +293,16 @@ fn lint_dashboard(file: &str, dash: &Value, uids: &BTreeSet<String>) -> Vec<Stri
         collect_urls(&p["fieldConfig"], &mut urls);
         for url in urls {
             let Some(rest) = url.strip_prefix("/d/") else {
-                errors.push(format!("{what}: link {url} is not a dashboard link (/d/<uid>)"));
+                errors.push(format!(
+                    "{what}: link {url} is not a dashboard link (/d/<uid>)"
+                ));
                 continue;
             };
             let target_uid = rest.split(['?', '/']).next().unwrap_or("");
             if !uids.contains(target_uid) {
-                errors.push(format!("{what}: link to unknown dashboard uid {target_uid:?}"));
+                errors.push(format!(
+                    "{what}: link to unknown dashboard uid {target_uid:?}"
+                ));
             }
             for needed in ["${__url_time_range}", "${datasource:queryparam}"] {
                 if !url.contains(needed) {
@@ -318,7 +361,11 @@ fn every_dashboard_follows_the_conventions_and_the_series_contract() {
         .iter()
         .flat_map(|(f, d)| lint_dashboard(f, d, &uids))
         .collect();
-    assert!(errors.is_empty(), "dashboard lint failed:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "dashboard lint failed:\n{}",
+        errors.join("\n")
+    );
 }
 
 #[test]
@@ -389,9 +436,16 @@ fn the_cluster_dashboard_stacks_per_node_shares_of_cluster_capacity() {
         .iter()
         .find(|p| p["title"] == "CPU utilization by node")
         .expect("CPU utilization by node panel");
-    assert_eq!(cpu["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"], "normal");
+    assert_eq!(
+        cpu["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"],
+        "normal"
+    );
     let expr = cpu["targets"][0]["expr"].as_str().unwrap();
-    assert!(expr.contains("sum by (node)") && expr.contains("scalar(sum(kubesignal_node_cpu_capacity_cores"), "{expr}");
+    assert!(
+        expr.contains("sum by (node)")
+            && expr.contains("scalar(sum(kubesignal_node_cpu_capacity_cores"),
+        "{expr}"
+    );
 }
 
 #[test]
@@ -443,7 +497,10 @@ fn the_linter_reports_each_kind_of_violation() {
         "unknown dashboard uid \"zzz\"",
         "must carry ${__url_time_range}",
     ] {
-        assert!(errors.contains(expected), "expected {expected:?} in:\n{errors}");
+        assert!(
+            errors.contains(expected),
+            "expected {expected:?} in:\n{errors}"
+        );
     }
 }
 
@@ -455,7 +512,11 @@ fn provisioning_points_grafana_at_the_dashboards_and_a_default_prometheus() {
             .unwrap();
     let provider = &prov["providers"][0];
     assert_eq!(provider["type"].as_str(), Some("file"));
-    assert!(provider["options"]["path"].as_str().is_some_and(|p| !p.is_empty()));
+    assert!(
+        provider["options"]["path"]
+            .as_str()
+            .is_some_and(|p| !p.is_empty())
+    );
     let ds: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(root.join("datasource.yaml")).unwrap())
             .unwrap();

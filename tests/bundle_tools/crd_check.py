@@ -3,7 +3,7 @@
 a multi-document YAML file against the operator's CRD schemas, offline.
 
 The schemas come from PyPI's `cloudcoil-models-prometheus-operator` (pydantic models generated
-from the operator's CRDs, v0.93): types, enums and patterns are checked by pydantic; unknown
+from the operator's CRDs; the pinned 0.80.1.0 carries operator v0.80): types, enums and patterns are checked by pydantic; unknown
 fields, which the models would silently drop, are found by comparing the input with the model's
 round trip. Other kinds are skipped (kubernetes-validate covers them).
 

@@ -39,17 +39,44 @@ pub const ALLOWED_METRICS: &[(&str, Source)] = &[
     ("kubesignal_node_cpu_usage_seconds_total", Source::AgentNode),
     ("kubesignal_node_cpu_capacity_cores", Source::AgentNode),
     ("kubesignal_node_cpu_utilization_ratio", Source::AgentNode),
-    ("kubesignal_node_memory_working_set_bytes", Source::AgentNode),
+    (
+        "kubesignal_node_memory_working_set_bytes",
+        Source::AgentNode,
+    ),
     ("kubesignal_node_memory_capacity_bytes", Source::AgentNode),
-    ("kubesignal_node_memory_utilization_ratio", Source::AgentNode),
-    ("kubesignal_node_cpu_pressure_seconds_total", Source::AgentNode),
-    ("kubesignal_node_memory_pressure_seconds_total", Source::AgentNode),
-    ("kubesignal_node_network_receive_errors_total", Source::AgentNode),
-    ("kubesignal_node_network_transmit_errors_total", Source::AgentNode),
+    (
+        "kubesignal_node_memory_utilization_ratio",
+        Source::AgentNode,
+    ),
+    (
+        "kubesignal_node_cpu_pressure_seconds_total",
+        Source::AgentNode,
+    ),
+    (
+        "kubesignal_node_memory_pressure_seconds_total",
+        Source::AgentNode,
+    ),
+    (
+        "kubesignal_node_network_receive_errors_total",
+        Source::AgentNode,
+    ),
+    (
+        "kubesignal_node_network_transmit_errors_total",
+        Source::AgentNode,
+    ),
     ("kubesignal_node_filesystem_used_ratio", Source::AgentNode),
-    ("kubesignal_container_cpu_usage_seconds_total", Source::AgentContainer),
-    ("kubesignal_container_cpu_request_cores", Source::AgentContainer),
-    ("kubesignal_container_cpu_limit_cores", Source::AgentContainer),
+    (
+        "kubesignal_container_cpu_usage_seconds_total",
+        Source::AgentContainer,
+    ),
+    (
+        "kubesignal_container_cpu_request_cores",
+        Source::AgentContainer,
+    ),
+    (
+        "kubesignal_container_cpu_limit_cores",
+        Source::AgentContainer,
+    ),
     (
         "kubesignal_container_cpu_limit_utilization_ratio",
         Source::AgentContainer,
@@ -58,7 +85,10 @@ pub const ALLOWED_METRICS: &[(&str, Source)] = &[
         "kubesignal_container_cpu_request_utilization_ratio",
         Source::AgentContainer,
     ),
-    ("kubesignal_container_cpu_cfs_periods_total", Source::AgentContainer),
+    (
+        "kubesignal_container_cpu_cfs_periods_total",
+        Source::AgentContainer,
+    ),
     (
         "kubesignal_container_cpu_cfs_throttled_periods_total",
         Source::AgentContainer,
@@ -67,30 +97,75 @@ pub const ALLOWED_METRICS: &[(&str, Source)] = &[
         "kubesignal_container_memory_working_set_bytes",
         Source::AgentContainer,
     ),
-    ("kubesignal_container_memory_request_bytes", Source::AgentContainer),
-    ("kubesignal_container_memory_limit_bytes", Source::AgentContainer),
+    (
+        "kubesignal_container_memory_request_bytes",
+        Source::AgentContainer,
+    ),
+    (
+        "kubesignal_container_memory_limit_bytes",
+        Source::AgentContainer,
+    ),
     (
         "kubesignal_container_memory_limit_utilization_ratio",
         Source::AgentContainer,
     ),
-    ("kubesignal_container_oom_events_total", Source::AgentContainer),
-    ("kubesignal_container_restarts_total", Source::AgentContainer),
-    ("kubesignal_pod_network_receive_bytes_total", Source::AgentContainer),
-    ("kubesignal_pod_network_transmit_bytes_total", Source::AgentContainer),
-    ("kubesignal_pod_network_receive_errors_total", Source::AgentContainer),
-    ("kubesignal_pod_network_transmit_errors_total", Source::AgentContainer),
-    ("kubesignal_pod_ephemeral_storage_used_bytes", Source::AgentContainer),
-    ("kubesignal_container_last_terminated_reason", Source::AgentExtra),
+    (
+        "kubesignal_container_oom_events_total",
+        Source::AgentContainer,
+    ),
+    (
+        "kubesignal_container_restarts_total",
+        Source::AgentContainer,
+    ),
+    (
+        "kubesignal_pod_network_receive_bytes_total",
+        Source::AgentContainer,
+    ),
+    (
+        "kubesignal_pod_network_transmit_bytes_total",
+        Source::AgentContainer,
+    ),
+    (
+        "kubesignal_pod_network_receive_errors_total",
+        Source::AgentContainer,
+    ),
+    (
+        "kubesignal_pod_network_transmit_errors_total",
+        Source::AgentContainer,
+    ),
+    (
+        "kubesignal_pod_ephemeral_storage_used_bytes",
+        Source::AgentContainer,
+    ),
+    (
+        "kubesignal_container_last_terminated_reason",
+        Source::AgentExtra,
+    ),
     ("kubesignal_pod_cpu_usage_seconds_total", Source::AgentExtra),
-    ("kubesignal_pod_memory_working_set_bytes", Source::AgentExtra),
+    (
+        "kubesignal_pod_memory_working_set_bytes",
+        Source::AgentExtra,
+    ),
     ("kubesignal_pod_cpu_limit_cores", Source::AgentExtra),
     ("kubesignal_pod_memory_limit_bytes", Source::AgentExtra),
     ("kubesignal_red_requests_total", Source::AgentRed),
     ("kubesignal_red_errors_total", Source::AgentRed),
-    ("kubesignal_red_request_duration_seconds_bucket", Source::AgentRed),
-    ("kubesignal_red_request_duration_seconds_sum", Source::AgentRed),
-    ("kubesignal_red_request_duration_seconds_count", Source::AgentRed),
-    ("kubesignal_agent_scrape_duration_seconds", Source::AgentSelf),
+    (
+        "kubesignal_red_request_duration_seconds_bucket",
+        Source::AgentRed,
+    ),
+    (
+        "kubesignal_red_request_duration_seconds_sum",
+        Source::AgentRed,
+    ),
+    (
+        "kubesignal_red_request_duration_seconds_count",
+        Source::AgentRed,
+    ),
+    (
+        "kubesignal_agent_scrape_duration_seconds",
+        Source::AgentSelf,
+    ),
     ("kubesignal_agent_scrape_errors_total", Source::AgentSelf),
     ("kubesignal_agent_series", Source::AgentSelf),
     ("kubesignal_agent_target_up", Source::AgentSelf),
@@ -106,8 +181,14 @@ pub const ALLOWED_METRICS: &[(&str, Source)] = &[
         "kubesignal_evaluator_rule_group_last_duration_seconds",
         Source::Evaluator,
     ),
-    ("kubesignal_evaluator_notifications_sent_total", Source::Evaluator),
-    ("kubesignal_evaluator_notifications_failed_total", Source::Evaluator),
+    (
+        "kubesignal_evaluator_notifications_sent_total",
+        Source::Evaluator,
+    ),
+    (
+        "kubesignal_evaluator_notifications_failed_total",
+        Source::Evaluator,
+    ),
     ("ALERTS", Source::Evaluator),
     ("slo:sli_error:ratio_rate5m", Source::SloRules),
     ("slo:sli_error:ratio_rate30m", Source::SloRules),
