@@ -498,6 +498,13 @@ def burn(window, sel):
             f"(1 - slo:objective:ratio{{{sel}}})")
 
 
+def window_error_ratio(sel):
+    """Error ratio over each SLO's own window (30d, 28d, ...), from the window-independent budget
+    series: remaining = 1 - ratio / (1 - objective)."""
+    return (f"(1 - slo:error_budget:remaining_ratio{{{sel}}}) * on ({SLO_KEYS}) "
+            f"(1 - slo:objective:ratio{{{sel}}})")
+
+
 def slo_overview():
     L = Layout()
     vars_ = [
@@ -518,7 +525,7 @@ def slo_overview():
                           'count(ALERTS{alertstate="firing", slo!=""}) or vector(0)', "none", th=thresholds(("red", 1))), 6, 4))
     p.append(L.place(table("Every SLO", "Objective, error ratio over the window, budget left and 1h burn rate of every SLO. The SLO name opens its detail.",
                            [target(f"slo:objective:ratio{{{s}}}", ref="A", table=True),
-                            target(f"slo:sli_error:ratio_rate30d{{{s}}}", ref="B", table=True),
+                            target(window_error_ratio(s), ref="B", table=True),
                             target(f"slo:error_budget:remaining_ratio{{{s}}}", ref="C", table=True),
                             target(burn("1h", s), ref="D", table=True)],
                            "percentunit",
@@ -527,7 +534,7 @@ def slo_overview():
                                link_override("service", "RED of the service",
                                              f"/d/{UID['red']}?{KEEP}&var-namespace=${{__data.fields.namespace}}&var-workload=${{__data.fields.service}}"),
                                unit_override("Value #A", "percentunit", display_name="Objective"),
-                               unit_override("Value #B", "percentunit", display_name="Error ratio (30d)"),
+                               unit_override("Value #B", "percentunit", display_name="Error ratio (SLO window)"),
                                unit_override("Value #C", "percentunit", budget_th, "Budget left"),
                                unit_override("Value #D", "none", burn_th, "Burn rate 1h (x)"),
                            ], hide=("Time", "__name__", "job", "instance")), 24, 10))
@@ -549,7 +556,7 @@ def slo_detail():
     budget_th = {"mode": "absolute", "steps": [{"color": "red", "value": None}, {"color": "orange", "value": 0}, {"color": "green", "value": 0.25}]}
     p = []
     p.append(L.place(stat("Objective", "Target share of good events over the window.", f"slo:objective:ratio{{{s}}}", "percentunit", decimals=3, color_mode="none"), 6, 4))
-    p.append(L.place(stat("SLI over the window", "Share of good events over the last 30 days.", f"1 - slo:sli_error:ratio_rate30d{{{s}}}", "percentunit", decimals=3), 6, 4))
+    p.append(L.place(stat("SLI over the window", "Share of good events over the SLO's window (30 days by default).", f"1 - ({window_error_ratio(s)})", "percentunit", decimals=3), 6, 4))
     p.append(L.place(stat("Error budget left", "Share of the window's error budget still unspent; red below zero.", f"slo:error_budget:remaining_ratio{{{s}}}", "percentunit", th=budget_th, decimals=1), 6, 4))
     p.append(L.place(stat("Burn rate 1h (x)", "Budget spend speed over the last hour; 14.4 pages (2% of a 30d budget in 1h).", burn("1h", s), "none",
                           th=thresholds(("orange", 1), ("red", 14.4)), decimals=2), 6, 4))
@@ -557,7 +564,7 @@ def slo_detail():
     p.append(L.place(timeseries("Burn rate per window (x budget)", "Burn rate over each alerting window. Pages: 1h and 5m above 14.4, or 6h and 30m above 6. Tickets: 1d and 2h above 3, or 3d and 6h above 1.",
                                 burn_targets, "none", th=thresholds(("yellow", 1), ("orange", 6), ("red", 14.4))), 24, 9))
     p.append(L.place(timeseries("Error ratio per window", "Share of bad events over each window.",
-                                [target(f"slo:sli_error:ratio_rate{w}{{{s}}}", w, chr(ord("A") + i)) for i, w in enumerate(["5m", "1h", "6h", "1d", "30d"])],
+                                [target(f"slo:sli_error:ratio_rate{w}{{{s}}}", w, chr(ord("A") + i)) for i, w in enumerate(["5m", "1h", "6h", "1d", "3d"])],
                                 "percentunit"), 12, 8))
     p.append(L.place(timeseries("Error budget left", "Share of the error budget still unspent over time.",
                                 [target(f"slo:error_budget:remaining_ratio{{{s}}}", "budget left")], "percentunit", th=budget_th, min0=False), 12, 8))
