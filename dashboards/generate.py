@@ -409,8 +409,9 @@ def use_workload():
     p.append(L.place(timeseries("Network errors", "Errors: receive and transmit errors per second of each workload's pods.",
                                 [target(f"sum by ({by}) (rate(kubesignal_pod_network_receive_errors_total{{{s}}}[$__rate_interval])) + sum by ({by}) (rate(kubesignal_pod_network_transmit_errors_total{{{s}}}[$__rate_interval]))", "{{namespace}}/{{workload}}")],
                                 "cps"), 12, 8))
-    p.append(L.place(timeseries("OOM-killed containers", "Containers whose last termination was an OOM kill.",
-                                [target(f'sum by ({by}) (kubesignal_container_last_terminated_reason{{{s}, reason="OOMKilled"}})', "{{namespace}}/{{workload}}")],
+    p.append(L.place(timeseries("OOM-killed containers", "Containers whose last termination was an OOM kill (0 for workloads without one).",
+                                [target(f'sum by ({by}) (kubesignal_container_last_terminated_reason{{{s}, reason="OOMKilled"}}) '
+                                        f'or count by ({by}) (kubesignal_container_memory_working_set_bytes{{{s}}}) * 0', "{{namespace}}/{{workload}}")],
                                 "short", th=thresholds(("red", 1))), 12, 8))
     p.append(L.place(table("Workloads", "Current CPU, memory and throttling per workload. The workload opens its RED dashboard; the namespace narrows this one.",
                            [target(f"sum by ({by}, workload_kind) (rate(kubesignal_container_cpu_usage_seconds_total{{{s}}}[$__rate_interval]))", ref="A", table=True),
