@@ -525,3 +525,29 @@ fn provisioning_points_grafana_at_the_dashboards_and_a_default_prometheus() {
     assert_eq!(d["isDefault"].as_bool(), Some(true));
     assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty()));
 }
+
+#[test]
+fn the_allowed_series_list_has_no_duplicates_and_every_dashboard_series_comes_from_it() {
+    let mut seen = BTreeSet::new();
+    for (name, _) in bundle::ALLOWED_METRICS {
+        assert!(seen.insert(*name), "{name} listed twice");
+    }
+    // The dashboards read most of the contract: a list far larger than what they use would hide
+    // renamed series that no dashboard shows any more.
+    let mut used = BTreeSet::new();
+    for (_, d) in load_dashboards() {
+        let vars = variables(&d);
+        for p in d["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                let e = substitute(t["expr"].as_str().unwrap(), &vars);
+                used.extend(metric_names(&promql_parser::parser::parse(&e).unwrap()));
+            }
+        }
+    }
+    assert!(
+        used.len() * 2 > seen.len(),
+        "dashboards use {} of {} allowed series",
+        used.len(),
+        seen.len()
+    );
+}
