@@ -86,6 +86,7 @@ fn every_kustomization_renders_and_validates_strictly_offline() {
     let python = PathBuf::from(format!("{VENV}/bin/python"));
     let crd_check = repo_root().join("tests/bundle_tools/crd_check.py");
     let tmp = tempfile::tempdir().unwrap();
+    let mut crd_files = Vec::new();
     for dir in kustomizations() {
         let rendered = render(&dir);
         let objs = docs(&rendered);
@@ -132,21 +133,28 @@ fn every_kustomization_renders_and_validates_strictly_offline() {
             .iter()
             .filter(|o| CRD_KINDS.contains(&o["kind"].as_str().unwrap_or("")))
             .count();
-        let out = run(Command::new(&python).arg(&crd_check).arg(&file));
-        assert!(
-            out.status.success(),
-            "{name}: CRD schema check failed:\n{}",
-            describe(&out)
-        );
-        let ok = String::from_utf8_lossy(&out.stdout)
+        crd_files.push((file, crds));
+    }
+    // One run for all files: importing the operator's models takes seconds.
+    let out = run(Command::new(&python)
+        .arg(&crd_check)
+        .args(crd_files.iter().map(|(f, _)| f)));
+    assert!(
+        out.status.success(),
+        "CRD schema check failed:\n{}",
+        describe(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for (file, crds) in &crd_files {
+        let ok = stdout
             .lines()
-            .filter(|l| l.starts_with("OK "))
+            .filter(|l| l.starts_with(&format!("OK {}:", file.display())))
             .count();
         assert_eq!(
             ok,
-            crds,
-            "{name}: every Prometheus Operator object must be checked:\n{}",
-            describe(&out)
+            *crds,
+            "{}: every Prometheus Operator object must be checked:\n{stdout}",
+            file.display()
         );
     }
 }
