@@ -24,7 +24,7 @@ UID = {
     "workload": "kubesignal-use-workload",
     "red": "kubesignal-red-service",
     "slo_overview": "kubesignal-slo-overview",
-    "slo_detail": "kubesignal-slo-detail",
+    "slo_detail": "kubesignal-slo",
     "self": "kubesignal-self-health",
 }
 
@@ -623,16 +623,18 @@ def self_health():
 
 
 def main():
+    key_of = {"use-node": "node", "use-cluster": "cluster", "use-workload": "workload", "red-service": "red",
+              "slo-overview": "slo_overview", "slo": "slo_detail", "self-health": "self"}
     for name, fn in [
         ("use-node", use_node),
         ("use-cluster", use_cluster),
         ("use-workload", use_workload),
         ("red-service", red_service),
         ("slo-overview", slo_overview),
-        ("slo-detail", slo_detail),
+        ("slo", slo_detail),
         ("self-health", self_health),
     ]:
-        path = os.path.join(HERE, f"kubesignal-{name}.json")
+        path = os.path.join(HERE, f"{UID[key_of[name]]}.json")
         with open(path, "w") as f:
             json.dump(fn(), f, indent=2, sort_keys=False)
             f.write("\n")

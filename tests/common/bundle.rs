@@ -209,6 +209,26 @@ pub fn is_allowed_metric(name: &str) -> bool {
     ALLOWED_METRICS.iter().any(|(n, _)| *n == name)
 }
 
+/// Series recorded by the rule files in `alerts/` (e.g. the generated SLO rules'
+/// `slo:sli_errors:rate5m`): dashboards and rules may read them too.
+pub fn recorded_series() -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for f in files_with_ext("alerts", &[".yaml", ".yml"]) {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        let Ok(doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) else {
+            continue;
+        };
+        for g in doc["groups"].as_sequence().into_iter().flatten() {
+            for r in g["rules"].as_sequence().into_iter().flatten() {
+                if let Some(name) = r["record"].as_str() {
+                    out.insert(name.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The repository root (where Cargo.toml is).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
