@@ -3,7 +3,8 @@
 
 The committed JSON is what Grafana and the tests read; this script only keeps the seven
 dashboards consistent (same variables, panel defaults, links). Run it after editing and commit
-both: `python3 dashboards/generate.py`.
+both: `python3 dashboards/generate.py` (or `--out DIR` to write elsewhere; the tests use it to
+check that the committed JSON is what this script produces).
 
 Conventions (checked by tests/bundle_dashboards.rs): schemaVersion 39, stable uid, no id, a
 `datasource` variable used by every panel and target, `cluster`/`namespace`/`workload`/`node`
@@ -11,6 +12,7 @@ variables from label_values(), timeseries/stat/table panels only, a unit on ever
 `$__rate_interval` in every rate/increase, and links that carry variables and the time range.
 """
 
+import argparse
 import json
 import os
 
@@ -623,6 +625,9 @@ def self_health():
 
 
 def main():
+    parser = argparse.ArgumentParser(description="Write the kubesignal Grafana dashboards.")
+    parser.add_argument("--out", default=HERE, help="output folder (default: dashboards/)")
+    out_dir = parser.parse_args().out
     key_of = {"use-node": "node", "use-cluster": "cluster", "use-workload": "workload", "red-service": "red",
               "slo-overview": "slo_overview", "slo": "slo_detail", "self-health": "self"}
     for name, fn in [
@@ -634,7 +639,7 @@ def main():
         ("slo", slo_detail),
         ("self-health", self_health),
     ]:
-        path = os.path.join(HERE, f"{UID[key_of[name]]}.json")
+        path = os.path.join(out_dir, f"{UID[key_of[name]]}.json")
         with open(path, "w") as f:
             json.dump(fn(), f, indent=2, sort_keys=False)
             f.write("\n")

@@ -556,3 +556,31 @@ fn the_allowed_series_list_has_no_duplicates_and_every_dashboard_series_comes_fr
         seen.len()
     );
 }
+
+#[test]
+fn the_committed_dashboards_are_what_the_generator_writes() {
+    let python = bundle::require_program("python3", &[], "install python3");
+    let out = tempfile::tempdir().unwrap();
+    let result = bundle::run(
+        std::process::Command::new(python)
+            .arg(repo_root().join("dashboards/generate.py"))
+            .arg("--out")
+            .arg(out.path()),
+    );
+    assert!(result.status.success(), "{}", bundle::describe(&result));
+    let generated = std::fs::read_dir(out.path()).unwrap().count();
+    assert_eq!(
+        generated,
+        files_with_ext("dashboards", &[".json"]).len(),
+        "generator and dashboards/ disagree on the set of dashboards"
+    );
+    for f in files_with_ext("dashboards", &[".json"]) {
+        let fresh = out.path().join(f.file_name().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&fresh).unwrap_or_default(),
+            std::fs::read_to_string(&f).unwrap(),
+            "{} was edited by hand or generate.py changed: run python3 dashboards/generate.py",
+            f.display()
+        );
+    }
+}
