@@ -253,6 +253,13 @@ fn assert_restricted(kind: &str, obj: &Value) {
 #[test]
 fn the_agent_daemonset_runs_restricted_on_every_node_with_the_contract_flags() {
     let objs = base();
+    // The namespace enforces the restricted Pod Security Standard, so the API server itself
+    // rejects any later edit that weakens these pods.
+    let ns = find(&objs, "Namespace", "kubesignal");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
+        Some("restricted")
+    );
     let ds = find(&objs, "DaemonSet", "kubesignal-agent");
     assert_restricted("DaemonSet", ds);
     let spec = &ds["spec"]["template"]["spec"];
