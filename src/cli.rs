@@ -35,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Per-node exporter: USE series from the kubelet (or /proc) and RED series of app pods.
     Agent(AgentArgs),
+    /// Demo web application with RED metrics, configurable error rate and latency.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// How log lines are written.
@@ -209,6 +211,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         .build()?;
     match cli.command {
         Command::Agent(args) => runtime.block_on(crate::agent::run(args))?,
+        Command::Demo(args) => runtime.block_on(crate::demo::run(args))?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -245,7 +248,9 @@ mod tests {
         ]))
         .unwrap();
         let cli = Cli::try_parse_from(merged).unwrap();
-        let Command::Agent(a) = cli.command;
+        let Command::Agent(a) = cli.command else {
+            panic!("expected the agent subcommand");
+        };
         assert_eq!(a.listen.to_string(), "127.0.0.1:1");
         assert_eq!(a.interval, std::time::Duration::from_secs(5));
         assert_eq!(a.static_target.len(), 2);

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod demo;
 pub mod exposition;
 pub mod http;
 pub mod rules;
