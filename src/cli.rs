@@ -35,6 +35,29 @@ pub struct Cli {
 pub enum Command {
     /// Per-node exporter: USE series from the kubelet (or /proc) and RED series of app pods.
     Agent(AgentArgs),
+    /// SLO specs to Prometheus rules.
+    #[command(subcommand)]
+    Slo(SloCommand),
+}
+
+/// `kubesignal slo ...`
+#[derive(Debug, Subcommand)]
+pub enum SloCommand {
+    /// Turn SLO specs (ours or Sloth `prometheus/v1`) into recording and multiwindow,
+    /// multi-burn-rate alerting rules.
+    Generate(SloGenerateArgs),
+}
+
+/// Flags of `kubesignal slo generate`.
+#[derive(Debug, clap::Args)]
+pub struct SloGenerateArgs {
+    /// SLO spec files.
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Directory to write one `<spec>.rules.yaml` per spec into, or `-` for all rules on stdout
+    /// (the default).
+    #[arg(short = 'o', long = "output", env = "KUBESIGNAL_OUTPUT")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// How log lines are written.
@@ -234,7 +257,9 @@ mod tests {
         ]))
         .unwrap();
         let cli = Cli::try_parse_from(merged).unwrap();
-        let Command::Agent(a) = cli.command;
+        let Command::Agent(a) = cli.command else {
+            panic!("agent subcommand expected");
+        };
         assert_eq!(a.listen.to_string(), "127.0.0.1:1");
         assert_eq!(a.interval, std::time::Duration::from_secs(5));
         assert_eq!(a.static_target.len(), 2);
@@ -245,19 +270,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.yaml");
         std::fs::write(&path, "- just\n- a list\n").unwrap();
-        let err = merge_config_file(os(&["kubesignal", "agent", "--config", path.to_str().unwrap()]))
-            .unwrap_err();
+        let err = merge_config_file(os(&[
+            "kubesignal",
+            "agent",
+            "--config",
+            path.to_str().unwrap(),
+        ]))
+        .unwrap_err();
         assert!(err.to_string().contains("bad.yaml"), "{err}");
     }
 }
 
 /// Runs the chosen subcommand to completion; the exit code says how it went.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     match cli.command {
-        Command::Agent(args) => runtime.block_on(crate::agent::run(args))?,
+        Command::Agent(args) => runtime()?.block_on(crate::agent::run(args))?,
+        Command::Slo(SloCommand::Generate(args)) => {
+            let written = crate::slo::run_generate(&args.files, args.output.as_deref())?;
+            for path in written {
+                tracing::info!(path = %path.display(), "wrote rules");
+            }
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The async runtime for the subcommands that serve or poll.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }

@@ -7,4 +7,5 @@
 pub mod agent;
 pub mod cli;
 pub mod rules;
+pub mod slo;
 pub mod telemetry;
