@@ -365,9 +365,11 @@ fn burn_alert(slo: &Slo, severity: Severity, tier: &TierAlert, expr: String) -> 
     annotations.insert(
         "description".into(),
         format!(
-            "Over the last {{{{ $labels.long_window }}}} the error ratio of SLO {id} was {{{{ printf \"%.1f\" $value }}}} times the rate its {obj}% objective allows (alert threshold {{{{ $labels.burn_rate_threshold }}}}x over both {{{{ $labels.long_window }}}} and {{{{ $labels.short_window }}}}). Error budget left over {full}: {{{{ with printf \"slo:error_budget:remaining_ratio{{slo=%q}}\" $labels.slo | query }}}}{{{{ . | first | value | humanizePercentage }}}}{{{{ else }}}}unknown{{{{ end }}}}. At this burn rate a full budget lasts {{{{ with printf \"vector({window_secs} / %f)\" $value | query }}}}{{{{ . | first | value | humanizeDuration }}}}{{{{ end }}}}.",
+            "Over the last {{{{ $labels.long_window }}}} the error ratio of SLO {id} was {{{{ printf \"%.1f\" $value }}}} times the rate its {obj}% objective allows (alert threshold {{{{ $labels.burn_rate_threshold }}}}x over both {{{{ $labels.long_window }}}} and {{{{ $labels.short_window }}}}). Error budget left over {full}: {{{{ with query `slo:error_budget:remaining_ratio{{slo=\"{sel_id}\"}}` }}}}{{{{ $left := . | first | value }}}}{{{{ if gt $left 0.0 }}}}{{{{ humanizePercentage $left }}}}{{{{ else }}}}none, it is spent{{{{ end }}}}{{{{ else }}}}unknown{{{{ end }}}}. At this burn rate a full budget lasts {{{{ with printf \"vector({window_secs} / %f)\" $value | query }}}}{{{{ . | first | value | humanizeDuration }}}}{{{{ end }}}}.",
             id = slo.id,
             obj = slo.objective,
+            // The id goes into a Go template raw string and a PromQL string.
+            sel_id = super::spec::promql_string(&slo.id).replace('`', ""),
         ),
     );
     annotations.extend(slo.alerting.annotations.clone());

@@ -394,9 +394,10 @@ fn convert(path: &Path, prefix: &str, spec: SloSpec) -> Result<Slo, SloError> {
             (
                 "availability",
                 SliQueries::Events {
-                    // No error series yet means no errors, not no data.
+                    // No error series yet means no errors, not no data: the ratio's numerator is then
+                    // zero, but only where there are requests.
                     errors: format!(
-                        "(sum(rate({RED_ERRORS}{{{sel}}}[{{{{.window}}}}])) or vector(0))"
+                        "(sum(rate({RED_ERRORS}{{{sel}}}[{{{{.window}}}}])) or 0 * sum(rate({RED_REQUESTS}{{{sel}}}[{{{{.window}}}}])))"
                     ),
                     total: format!("sum(rate({RED_REQUESTS}{{{sel}}}[{{{{.window}}}}]))"),
                     total_count: Some(format!(
@@ -576,7 +577,7 @@ mod tests {
         };
         assert_eq!(
             errors,
-            "(sum(rate(kubesignal_red_errors_total{namespace=\"shop\", workload=\"checkout\"}[{{.window}}])) or vector(0))"
+            "(sum(rate(kubesignal_red_errors_total{namespace=\"shop\", workload=\"checkout\"}[{{.window}}])) or 0 * sum(rate(kubesignal_red_requests_total{namespace=\"shop\", workload=\"checkout\"}[{{.window}}])))"
         );
         assert!(total.starts_with("sum(rate(kubesignal_red_requests_total{"));
     }
