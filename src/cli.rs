@@ -283,6 +283,12 @@ mod tests {
 
 /// Runs the chosen subcommand to completion; the exit code says how it went.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    // Only the subcommands that serve or poll need the async runtime.
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match cli.command {
         Command::Agent(args) => runtime()?.block_on(crate::agent::run(args))?,
         Command::Slo(SloCommand::Generate(args)) => {
@@ -293,11 +299,4 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-/// The async runtime for the subcommands that serve or poll.
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
 }
