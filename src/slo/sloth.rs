@@ -268,3 +268,68 @@ pub fn load(path: &Path, text: &str) -> Result<Vec<Slo>, SloError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slo::generate;
+
+    const SPEC: &str = r#"version: "prometheus/v1"
+service: "api"
+labels: {owner: "team-api", namespace: "prod"}
+slos:
+  - name: "ratio"
+    objective: 99.5
+    sli:
+      raw:
+        error_ratio_query: sum(rate(e[{{.window}}])) / sum(rate(t[{{.window}}]))
+    alerting:
+      name: ApiBurn
+      labels: {category: availability}
+      annotations: {runbook: "https://r.example.com"}
+      page_alert: {labels: {severity: critical}}
+      ticket_alert: {disable: true}
+"#;
+
+    #[test]
+    fn a_sloth_slo_keeps_its_names_labels_and_tier_overrides() {
+        let slos = load(Path::new("s.yml"), SPEC).unwrap();
+        let slo = &slos[0];
+        assert_eq!(slo.id, "api-ratio");
+        assert_eq!(slo.owner.as_deref(), Some("team-api"));
+        assert_eq!(slo.namespace.as_deref(), Some("prod"));
+        assert!(slo.alerting.ticket.is_none());
+        assert_eq!(
+            slo.alerting.runbook_url.as_deref(),
+            Some("https://r.example.com")
+        );
+        let file = generate::rule_file(&slos);
+        let alerts: Vec<_> = file
+            .groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .filter(|r| r.alert.as_deref() == Some("ApiBurn"))
+            .collect();
+        assert_eq!(alerts.len(), 1, "the ticket tier is disabled");
+        assert_eq!(alerts[0].labels["severity"], "critical");
+        assert_eq!(alerts[0].labels["sloth_severity"], "page");
+        assert_eq!(alerts[0].labels["category"], "availability");
+        assert!(
+            alerts[0]
+                .expr
+                .contains("(sum(rate(e[1h])) / sum(rate(t[1h]))) > 0.072")
+        );
+    }
+
+    #[test]
+    fn an_sli_plugin_is_refused_naming_the_field() {
+        let text = SPEC.replace(
+            "      raw:\n        error_ratio_query: sum(rate(e[{{.window}}])) / sum(rate(t[{{.window}}]))\n",
+            "      plugin: {id: x}\n",
+        );
+        let err = load(Path::new("s.yml"), &text).unwrap_err().to_string();
+        assert!(err.contains("s.yml"), "{err}");
+        assert!(err.contains("`slos[0].sli.plugin`"), "{err}");
+        assert!(err.contains("not supported"), "{err}");
+    }
+}
