@@ -16,8 +16,13 @@ pub struct Decimal {
 
 /// A decimal string that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a decimal number (expected digits with an optional `.` and fraction)")]
+#[error(
+    "`{0}` is not a decimal number (expected at most 18 digits with an optional `.` and fraction)"
+)]
 pub struct ParseDecimalError(pub String);
+
+/// Most digits a written number may have; keeps every product we form far inside `i128`.
+const MAX_DIGITS: usize = 18;
 
 /// Digits printed after the point when a value has no finite decimal expansion (e.g. 14/15).
 const MAX_FRACTION_DIGITS: u32 = 15;
@@ -62,7 +67,7 @@ impl Decimal {
         if int.is_empty() && frac.is_empty()
             || !int.bytes().all(|b| b.is_ascii_digit())
             || !frac.bytes().all(|b| b.is_ascii_digit())
-            || int.len() + frac.len() > 30
+            || int.len() + frac.len() > MAX_DIGITS
         {
             return Err(err());
         }
@@ -259,7 +264,16 @@ mod tests {
 
     #[test]
     fn malformed_numbers_are_rejected() {
-        for bad in ["", ".", "1e3", "1.2.3", "abc", "--1", "0x10"] {
+        for bad in [
+            "",
+            ".",
+            "1e3",
+            "1.2.3",
+            "abc",
+            "--1",
+            "0x10",
+            "99.99999999999999999",
+        ] {
             assert!(Decimal::parse(bad).is_err(), "{bad} was accepted");
         }
         assert_eq!(d(".5"), Decimal::ratio(1, 2));

@@ -222,6 +222,18 @@ pub fn load(path: &Path, text: &str) -> Result<Vec<Slo>, SloError> {
         };
         let id = format!("{}-{}", spec.service, s.name);
         let a = s.alerting;
+        for (field, map) in [
+            ("alerting.labels", &a.labels),
+            ("alerting.page_alert.labels", &a.page_alert.labels),
+            ("alerting.ticket_alert.labels", &a.ticket_alert.labels),
+        ] {
+            if let Some(bad) = map.keys().find(|k| !valid_label_name(k)) {
+                return Err(invalid(
+                    at(&format!("{field}.{bad}")),
+                    "not a valid Prometheus label name".into(),
+                ));
+            }
+        }
         let runbook_url = a
             .annotations
             .get("runbook_url")

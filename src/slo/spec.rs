@@ -299,7 +299,10 @@ pub fn parse_window_days(text: &str) -> Result<u32, String> {
     let n: u32 = digits.parse().map_err(|_| {
         format!("`{text}` is not a whole number of days: write it as `<N>d` or `<N>w`, e.g. `30d`")
     })?;
-    let days = n * per;
+    let days = n
+        .checked_mul(per)
+        .filter(|d| *d <= 3660)
+        .ok_or_else(|| format!("`{text}` is longer than 10 years"))?;
     if days < MIN_WINDOW_DAYS {
         return Err(format!(
             "`{text}` is shorter than {MIN_WINDOW_DAYS}d; the 3d ticket window needs a longer SLO window"
@@ -633,6 +636,11 @@ mod tests {
                 .contains("shorter than 7d")
         );
         assert!(parse_window_days("1.5d").is_err());
+        assert!(
+            parse_window_days("4294967295w")
+                .unwrap_err()
+                .contains("10 years")
+        );
     }
 
     #[test]
