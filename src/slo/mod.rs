@@ -226,6 +226,16 @@ pub fn generate_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, RuleFile)>, Slo
         let slos = load_file(path)?;
         let mut ids = BTreeSet::new();
         for slo in &slos {
+            if !ids.insert(slo.id.clone()) {
+                return Err(SloError::Invalid {
+                    file: path.clone(),
+                    field: "slos".into(),
+                    message: format!(
+                        "SLO id `{}` is defined twice; give the SLOs of one service different `name`s",
+                        slo.id
+                    ),
+                });
+            }
             if let Some(first) = seen.get(&slo.id) {
                 return Err(SloError::Invalid {
                     file: path.clone(),
@@ -237,7 +247,6 @@ pub fn generate_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, RuleFile)>, Slo
                     ),
                 });
             }
-            ids.insert(slo.id.clone());
         }
         for id in ids {
             seen.insert(id, path.clone());
@@ -331,4 +340,36 @@ pub(crate) fn check_query(file: &Path, field: &str, template: &str) -> Result<()
     promql_parser::parser::parse(&query)
         .map_err(|e| invalid(format!("not valid PromQL (with the window set to 5m): {e}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_slos_with_the_same_id_are_refused_within_and_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = "service: a\nnamespace: b\nowner: c\nobjective: 99\n";
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yaml");
+        std::fs::write(&a, one).unwrap();
+        std::fs::write(&b, one).unwrap();
+        let err = generate_files(&[a.clone(), b.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("b.yaml") && err.contains("a.yaml"), "{err}");
+        assert!(err.contains("a-availability"), "{err}");
+        let list = dir.path().join("list.yaml");
+        std::fs::write(
+            &list,
+            format!(
+                "slos:\n  - {}\n  - {}",
+                one.replace('\n', "\n    "),
+                one.replace('\n', "\n    ")
+            ),
+        )
+        .unwrap();
+        let err = generate_files(&[list]).unwrap_err().to_string();
+        assert!(err.contains("defined twice"), "{err}");
+    }
 }
