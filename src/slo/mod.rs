@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub mod decimal;
 pub mod generate;
+mod locate;
 pub mod sloth;
 pub mod spec;
 
@@ -136,20 +137,28 @@ pub enum SloError {
         message: String,
     },
     /// A field has a value the generator cannot use.
-    #[error("{file}: field `{field}`: {message}")]
+    #[error("{}{}: field `{field}`: {message}", file.display(), at_line(*line))]
     Invalid {
         /// The spec file.
         file: PathBuf,
+        /// Line of the field, when it could be found (block-style YAML).
+        line: Option<usize>,
         /// Path of the field, e.g. `slos[1].objective`.
         field: String,
         /// What is wrong with it.
         message: String,
     },
     /// A feature of the input format that we do not support.
-    #[error("{file}: field `{field}`: {message} is not supported by kubesignal slo generate")]
+    #[error(
+        "{}{}: field `{field}`: {message} is not supported by kubesignal slo generate",
+        file.display(),
+        at_line(*line)
+    )]
     Unsupported {
         /// The spec file.
         file: PathBuf,
+        /// Line of the field, when it could be found.
+        line: Option<usize>,
         /// The field that uses it.
         field: String,
         /// The feature.
@@ -165,6 +174,10 @@ pub enum SloError {
     },
 }
 
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
+}
+
 /// Reads one spec file (our format or Sloth `prometheus/v1`) into SLOs.
 pub fn load_file(path: &Path) -> Result<Vec<Slo>, SloError> {
     let text = std::fs::read_to_string(path).map_err(|source| SloError::Read {
@@ -176,6 +189,18 @@ pub fn load_file(path: &Path) -> Result<Vec<Slo>, SloError> {
 
 /// Reads spec text; `path` is only used in error messages.
 pub fn load_str(path: &Path, text: &str) -> Result<Vec<Slo>, SloError> {
+    load_unlocated(path, text).map_err(|mut e| {
+        if let SloError::Invalid { field, line, .. } | SloError::Unsupported { field, line, .. } =
+            &mut e
+            && line.is_none()
+        {
+            *line = locate::field_line(text, field);
+        }
+        e
+    })
+}
+
+fn load_unlocated(path: &Path, text: &str) -> Result<Vec<Slo>, SloError> {
     let format_err = |e: serde_yaml_ng::Error| SloError::Format {
         file: path.to_path_buf(),
         message: e.to_string(),
@@ -188,6 +213,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Vec<Slo>, SloError> {
             return sloth::load(path, text);
         }
         return Err(SloError::Invalid {
+            line: None,
             file: path.to_path_buf(),
             field: "version".into(),
             message: format!(
@@ -209,6 +235,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Vec<Slo>, SloError> {
             format!("`apiVersion: {api}` (expected `{}`)", spec::API_VERSION)
         };
         return Err(SloError::Unsupported {
+            line: None,
             file: path.to_path_buf(),
             field: "apiVersion".into(),
             message: what,
@@ -228,6 +255,7 @@ pub fn generate_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, RuleFile)>, Slo
         for slo in &slos {
             if !ids.insert(slo.id.clone()) {
                 return Err(SloError::Invalid {
+                    line: None,
                     file: path.clone(),
                     field: "slos".into(),
                     message: format!(
@@ -238,6 +266,7 @@ pub fn generate_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, RuleFile)>, Slo
             }
             if let Some(first) = seen.get(&slo.id) {
                 return Err(SloError::Invalid {
+                    line: None,
                     file: path.clone(),
                     field: "slo".into(),
                     message: format!(
@@ -327,6 +356,7 @@ fn window_regex() -> &'static regex::Regex {
 /// Checks that a query template has the placeholder and parses as PromQL once filled in.
 pub(crate) fn check_query(file: &Path, field: &str, template: &str) -> Result<(), SloError> {
     let invalid = |message: String| SloError::Invalid {
+        line: None,
         file: file.to_path_buf(),
         field: field.to_string(),
         message,

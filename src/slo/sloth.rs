@@ -139,11 +139,13 @@ pub fn load(path: &Path, text: &str) -> Result<Vec<Slo>, SloError> {
         message: e.to_string(),
     })?;
     let invalid = |field: String, message: String| SloError::Invalid {
+        line: None,
         file: path.to_path_buf(),
         field,
         message,
     };
     let unsupported = |field: String, message: &str| SloError::Unsupported {
+        line: None,
         file: path.to_path_buf(),
         field,
         message: message.to_string(),

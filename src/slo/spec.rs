@@ -234,6 +234,7 @@ pub fn load(path: &Path, text: &str) -> Result<Vec<Slo>, SloError> {
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(format_err)?;
     let is_list = doc.as_mapping().is_some_and(|m| m.contains_key("slos"));
     let invalid = |field: String, message: String| SloError::Invalid {
+        line: None,
         file: path.to_path_buf(),
         field,
         message,
@@ -330,6 +331,7 @@ pub(crate) fn valid_label_name(name: &str) -> bool {
 
 fn convert(path: &Path, prefix: &str, spec: SloSpec) -> Result<Slo, SloError> {
     let invalid = |field: &str, message: String| SloError::Invalid {
+        line: None,
         file: path.to_path_buf(),
         field: format!("{prefix}{field}"),
         message,
@@ -590,7 +592,7 @@ mod tests {
         let err = load_text(&format!("{BASE}objective: 100\n"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("slos/shop.yaml"), "{err}");
+        assert!(err.starts_with("slos/shop.yaml:4: "), "{err}");
         assert!(err.contains("`objective`"), "{err}");
         assert!(err.contains("strictly between 0 and 100"), "{err}");
     }
@@ -673,6 +675,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("`sli.latency.threshold`"), "{err}");
+        assert!(err.starts_with("slos/shop.yaml:7: "), "{err}");
         assert!(err.contains("0.3s is not a bucket bound"), "{err}");
         assert!(err.contains("0.25, 0.5"), "{err}");
         assert!(err.contains("default RED bucket list"), "{err}");
@@ -706,6 +709,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("`slos[1].objective`"), "{err}");
+        assert!(err.starts_with("slos/shop.yaml:9: "), "{err}");
     }
 
     #[test]
