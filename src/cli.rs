@@ -34,9 +34,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Per-node exporter: USE series from the kubelet (or /proc) and RED series of app pods.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Demo web application with RED metrics, configurable error rate and latency.
     Demo(crate::demo::DemoArgs),
+    /// SLO specs to Prometheus rules.
+    #[command(subcommand)]
+    Slo(SloCommand),
+}
+
+/// `kubesignal slo ...`
+#[derive(Debug, Subcommand)]
+pub enum SloCommand {
+    /// Turn SLO specs (ours or Sloth `prometheus/v1`) into recording and multiwindow,
+    /// multi-burn-rate alerting rules.
+    Generate(SloGenerateArgs),
+}
+
+/// Flags of `kubesignal slo generate`.
+#[derive(Debug, clap::Args)]
+pub struct SloGenerateArgs {
+    /// SLO spec files.
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Directory to write one `<spec>.rules.yaml` per spec into, or `-` for all rules on stdout
+    /// (the default).
+    #[arg(short = 'o', long = "output", env = "KUBESIGNAL_OUTPUT")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// How log lines are written.
@@ -206,12 +229,21 @@ fn subcommand_position(args: &[String]) -> Option<usize> {
 
 /// Runs the chosen subcommand to completion; the exit code says how it went.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // Only the subcommands that serve or poll need the async runtime.
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match cli.command {
-        Command::Agent(args) => runtime.block_on(crate::agent::run(args))?,
-        Command::Demo(args) => runtime.block_on(crate::demo::run(args))?,
+        Command::Agent(args) => runtime()?.block_on(crate::agent::run(*args))?,
+        Command::Demo(args) => runtime()?.block_on(crate::demo::run(args))?,
+        Command::Slo(SloCommand::Generate(args)) => {
+            let written = crate::slo::run_generate(&args.files, args.output.as_deref())?;
+            for path in written {
+                tracing::info!(path = %path.display(), "wrote rules");
+            }
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

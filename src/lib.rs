@@ -10,4 +10,5 @@ pub mod demo;
 pub mod exposition;
 pub mod http;
 pub mod rules;
+pub mod slo;
 pub mod telemetry;

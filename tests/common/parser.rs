@@ -7,11 +7,14 @@ use std::process::{Command, Stdio};
 
 use kubesignal::exposition::Format;
 
-/// Where the shared real payloads live (override with `KUBESIGNAL_FIXTURES`).
+/// Where the shared real payloads live: `../shared/fixtures` beside the repository (override
+/// with `KUBESIGNAL_FIXTURES`).
 pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("KUBESIGNAL_FIXTURES")
+    let dir = std::env::var_os("KUBESIGNAL_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/fixtures"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    assert!(dir.is_dir(), "shared fixtures missing at {}", dir.display());
+    dir
 }
 
 /// Every exposition fixture (app metrics and cAdvisor), sorted, with the format its file name
