@@ -8,3 +8,4 @@ pub mod agent;
 pub mod cli;
 pub mod rules;
 pub mod telemetry;
+pub mod template;
