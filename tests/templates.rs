@@ -340,6 +340,61 @@ const CRAFTED: &[(&str, &str)] = &[
         "{{ parseDuration \"1h30m\" }} {{ humanizeDuration (parseDuration \"1d2h\") }}",
         "1",
     ),
+    (
+        "{{ $value }} {{ humanize $value }} {{ humanizeDuration $value }} {{ humanizePercentage $value }}",
+        "NaN",
+    ),
+    (
+        "{{ $value }} {{ humanize $value }} {{ humanize1024 $value }} {{ printf \"%.1f|%v\" $value $value }}",
+        "+Inf",
+    ),
+    (
+        "{{ $value }} {{ humanize $value }} {{ humanizeDuration $value }}",
+        "-Inf",
+    ),
+    (
+        "{{ printf \"%5s|%-5d|%05d|%x|%X|%t|%v\" \"ab\" 42 -42 255 255 true $labels }}",
+        "1",
+    ),
+    (
+        "{{ printf \"%s\" $labels }} {{ printf \"%d\" \"str\" }} {{ printf \"%s %s\" \"one\" }}",
+        "1",
+    ),
+    (
+        "{{ humanize \"1234\" }} {{ humanizeDuration \"65\" }} {{ humanize 1024 }}",
+        "1",
+    ),
+    (
+        "{{ toUpper \"straße ǆ\" }} {{ toLower \"ÀÉÎ\" }} {{ title \"élan o'neil x.y\" }}",
+        "1",
+    ),
+    (
+        "{{ $value | printf \"%.3e\" }} {{ $value | printf \"%g\" }} {{ $value | printf \"%G\" }}",
+        "0.000012345",
+    ),
+    ("{{ $value }}", "123456.7"),
+    ("{{ $value }}", "0.1"),
+    ("{{ $value }}", "1e-7"),
+    ("{{ $value | humanizeDuration }}", "86400"),
+    ("{{ $value | humanizeDuration }}", "-0.5"),
+    ("{{ $value | humanizePercentage }}", "-0.05"),
+    ("{{ $value | humanizeTimestamp }}", "0"),
+    (
+        "{{ reReplaceAll \"[aeiou]\" \"\" \"prometheus\" }} {{ reReplaceAll \"(?P<h>[^.]+)\\\\..*\" \"$h\" $labels.instance }}",
+        "1",
+    ),
+    (
+        "{{ stripPort \"[::1]:9090\" }} {{ stripDomain \"[fe80::1]:80\" }} {{ stripDomain \"a.b\" }} {{ stripPort \"nohost\" }}",
+        "1",
+    ),
+    (
+        "{{ range $i, $v := args \"x\" 2 }}{{ $i }}={{ $v }} {{ end }}",
+        "1",
+    ),
+    (
+        "{{ $labels.job | len }} {{ slice \"abcdef\" 1 3 }} {{ html \"<a href='x'>\" }} {{ urlquery \"a b&c\" }} {{ js \"it's\" }}",
+        "1",
+    ),
 ];
 
 /// Serves the crafted series: queries are bare metric names.

@@ -355,8 +355,8 @@ pub(crate) fn call(name: &str, args: Vec<Value>, env: &Env) -> FResult {
             let s = as_str(&args[0])?;
             Ok(Value::Str(match name {
                 "safeHtml" => s.to_string(),
-                "toUpper" => s.to_uppercase(),
-                "toLower" => s.to_lowercase(),
+                "toUpper" => simple_case(s, true),
+                "toLower" => simple_case(s, false),
                 "title" => go_title(s),
                 "stripPort" => strip_port(s),
                 "stripDomain" => strip_domain(s),
@@ -379,6 +379,10 @@ pub(crate) fn call(name: &str, args: Vec<Value>, env: &Env) -> FResult {
                 re.replace_all(as_str(&args[2])?, as_str(&args[1])?)
                     .into_owned(),
             ))
+        }
+        "humanizeTimestamp" if matches!(args.as_slice(), [Value::Time(_)]) => {
+            // A time (`$activeAt`) prints as itself, without a lossy trip through a float.
+            Ok(Value::Str(args[0].to_go_string()))
         }
         "humanize" | "humanize1024" | "humanizeDuration" | "humanizePercentage"
         | "humanizeTimestamp" => {
@@ -539,6 +543,25 @@ fn time_from_float(v: f64) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| format!("{v} is out of the range of timestamps"))
 }
 
+/// Go's `strings.ToUpper`/`ToLower`: one rune maps to one rune (`ß` stays `ß`), unlike Rust's
+/// full case mapping (`ß` -> `SS`).
+fn simple_case(s: &str, upper: bool) -> String {
+    s.chars()
+        .map(|c| {
+            let mut mapped: Vec<char> = if upper {
+                c.to_uppercase().collect()
+            } else {
+                c.to_lowercase().collect()
+            };
+            if mapped.len() == 1 {
+                mapped.remove(0)
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// Go's deprecated `strings.Title`: upper-cases the first letter of each word.
 fn go_title(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -550,7 +573,7 @@ fn go_title(s: &str) -> String {
             !prev.is_alphanumeric() && prev.is_whitespace()
         };
         if sep {
-            out.extend(c.to_uppercase());
+            out.push_str(&simple_case(&c.to_string(), true));
         } else {
             out.push(c);
         }

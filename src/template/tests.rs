@@ -238,3 +238,57 @@ fn exec_errors_say_what_failed() {
     let err = render_with("{{ first (args) }}", &l, 1.0, None).unwrap_err();
     assert!(err.to_string().contains("error calling first"), "{err}");
 }
+
+#[test]
+fn active_at_is_a_time_that_prints_and_humanizes_like_prometheus_times() {
+    let l = labels(&[]);
+    let ext = labels(&[]);
+    let at = chrono::DateTime::from_timestamp(1_600_000_000, 250_000_000).unwrap();
+    let data = TemplateData {
+        labels: &l,
+        external_labels: &ext,
+        external_url: "",
+        value: 0.0,
+        active_at: Some(at),
+    };
+    let out = expand(
+        "t",
+        "{{ $activeAt }}|{{ .ActiveAt | humanizeTimestamp }}",
+        &data,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        "2020-09-13 12:26:40.25 +0000 UTC|2020-09-13 12:26:40.25 +0000 UTC"
+    );
+    let none = TemplateData {
+        active_at: None,
+        ..data
+    };
+    assert_eq!(
+        expand(
+            "t",
+            "{{ if $activeAt }}x{{ else }}unknown{{ end }}",
+            &none,
+            None
+        )
+        .unwrap(),
+        "unknown"
+    );
+}
+
+#[test]
+fn parsed_templates_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Template>();
+    assert_send_sync::<TemplateError>();
+}
+
+#[test]
+fn text_without_actions_is_returned_unchanged() {
+    assert_eq!(
+        render("plain text: {not an action}", 0.0),
+        "plain text: {not an action}"
+    );
+}
