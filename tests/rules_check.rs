@@ -413,6 +413,11 @@ groups:
         expr: max_over_time(up[30m:1m]) == 0
       - record: r:rate2m
         expr: rate(x[2m])
+      - alert: ValueInLabel
+        expr: up == 0
+        for: 5m
+        labels:
+          current: '{{ $value }}'
 ";
     let file = write(dir.path(), "warn.yml", text);
     let run = kubesignal_check(&[&file]);
@@ -435,13 +440,16 @@ groups:
             format!(
                 "{f}:18: warning: duplicate rule \"OddFor\" with labels {{}} (same as line 4); it may record or alert inconsistently"
             ),
+            format!(
+                "{f}:26: warning: group \"w\", rule 7 (alert \"ValueInLabel\"): label `current` uses the alert's value; each new value makes a new alert and restarts `for`"
+            ),
         ],
         "{}",
         run.stdout
     );
     assert!(
         run.stdout
-            .ends_with("1 file checked, 0 errors, 3 warnings\n"),
+            .ends_with("1 file checked, 0 errors, 4 warnings\n"),
         "{}",
         run.stdout
     );

@@ -554,7 +554,7 @@ impl Checker<'_> {
         };
 
         if let Some(name) = &record {
-            if rule.annotations_is_set(annotations_val) {
+            if annotations_val.is_some_and(|v| !v.is_null()) {
                 self.error(
                     &at.key("annotations"),
                     format!("{owner}: a recording rule cannot have `annotations`"),
@@ -631,6 +631,13 @@ impl Checker<'_> {
                         line,
                         format!("{owner}: {kind} `{key}`: template does not parse: {message}"),
                     ));
+                } else if kind == "label" && (text.contains("$value") || text.contains(".Value")) {
+                    // Labels make the alert's identity: a value in them starts a new alert (and
+                    // resets `for`) whenever the value changes.
+                    self.warn(
+                        &at.key("labels").key(key),
+                        format!("{owner}: label `{key}` uses the alert's value; each new value makes a new alert and restarts `for`"),
+                    );
                 }
             }
         }
@@ -719,12 +726,6 @@ impl Checker<'_> {
                 format!("duplicate rule {name:?} with labels {{{}}} (same as line {first}); it may record or alert inconsistently", labels.join(", ")),
             );
         }
-    }
-}
-
-impl Rule {
-    fn annotations_is_set(&self, raw: Option<&Value>) -> bool {
-        !self.annotations.is_empty() || raw.is_some_and(|v| !v.is_null())
     }
 }
 
