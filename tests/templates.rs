@@ -395,6 +395,14 @@ const CRAFTED: &[(&str, &str)] = &[
         "{{ $labels.job | len }} {{ slice \"abcdef\" 1 3 }} {{ html \"<a href='x'>\" }} {{ urlquery \"a b&c\" }} {{ js \"it's\" }}",
         "1",
     ),
+    (
+        "{{ printf \"%s|%v\" $labels.job .Value }} {{ (query \"crafted_query_metric\" | first).Value }} {{ (args 1).arg0 }}",
+        "3",
+    ),
+    (
+        "{{- range $i, $s := query \"crafted_query_metric\" -}}\n  {{ $i }}: {{ $s.Labels.instance }} {{ $s.Value | humanize }}\n{{- end }}",
+        "1",
+    ),
 ];
 
 /// Serves the crafted series: queries are bare metric names.

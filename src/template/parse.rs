@@ -115,6 +115,8 @@ enum Tok {
 struct Token {
     tok: Tok,
     line: usize,
+    /// Whitespace came before it: `$x .F` is two operands, `$x.F` one.
+    spaced: bool,
 }
 
 fn is_space(c: char) -> bool {
@@ -145,6 +147,7 @@ fn lex(text: &str) -> PResult<Vec<Token>> {
                 out.push(Token {
                     tok: Tok::Text(seg),
                     line: text_line,
+                    spaced: false,
                 });
             }
             break;
@@ -167,6 +170,7 @@ fn lex(text: &str) -> PResult<Vec<Token>> {
             out.push(Token {
                 tok: Tok::Text(seg),
                 line: text_line,
+                spaced: false,
             });
         }
         // Comment: `{{/* ... */}}`, possibly with trim markers around it.
@@ -213,9 +217,11 @@ fn lex(text: &str) -> PResult<Vec<Token>> {
         out.push(Token {
             tok: Tok::Open,
             line,
+            spaced: false,
         });
         // Inside the action.
         loop {
+            let before = i;
             while i < chars.len() && is_space(chars[i]) {
                 if chars[i] == '\n' {
                     line += 1;
@@ -240,6 +246,7 @@ fn lex(text: &str) -> PResult<Vec<Token>> {
                 out.push(Token {
                     tok: Tok::Close,
                     line,
+                    spaced: false,
                 });
                 break;
             }
@@ -248,9 +255,11 @@ fn lex(text: &str) -> PResult<Vec<Token>> {
                 out.push(Token {
                     tok: Tok::Close,
                     line,
+                    spaced: false,
                 });
                 break;
             }
+            let i_start = i;
             let tok = match c {
                 '(' => {
                     i += 1;
@@ -363,7 +372,11 @@ fn lex(text: &str) -> PResult<Vec<Token>> {
                     });
                 }
             };
-            out.push(Token { tok, line });
+            out.push(Token {
+                tok,
+                line,
+                spaced: i_start > before,
+            });
         }
     }
     Ok(out)
@@ -813,9 +826,15 @@ impl Parser<'_> {
         Ok(Command { args })
     }
 
+    /// Field names directly attached to the preceding operand (`$labels.job`, `(x).Value`).
     fn fields(&mut self) -> Vec<String> {
         let mut out = Vec::new();
-        while let Some(Tok::Field(f)) = self.peek_tok() {
+        while let Some(Token {
+            tok: Tok::Field(f),
+            spaced: false,
+            ..
+        }) = self.peek()
+        {
             out.push(f.clone());
             self.pos += 1;
         }

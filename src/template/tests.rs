@@ -292,3 +292,15 @@ fn text_without_actions_is_returned_unchanged() {
         "plain text: {not an action}"
     );
 }
+
+#[test]
+fn a_field_after_whitespace_is_a_new_operand_not_a_field_of_the_previous_one() {
+    assert_eq!(
+        render("{{ printf \"%s|%v\" $labels.job .Value }}", 2.5),
+        "node|2.5"
+    );
+    assert_eq!(
+        render("{{ printf \"%v %v\" (args 1).arg0 .Labels.job }}", 0.0),
+        "1 node"
+    );
+}
