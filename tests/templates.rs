@@ -403,6 +403,14 @@ const CRAFTED: &[(&str, &str)] = &[
         "{{- range $i, $s := query \"crafted_query_metric\" -}}\n  {{ $i }}: {{ $s.Labels.instance }} {{ $s.Value | humanize }}\n{{- end }}",
         "1",
     ),
+    (
+        "{{ range query \"crafted_query_metric\" }}{{ . }}|{{ .Labels }}{{ end }} {{ printf \"%v\" (args \"a\" 1) }}",
+        "1",
+    ),
+    (
+        "{{ with $x := 0 }}yes{{ else }}no{{ end }} {{ if and $labels.job (eq $labels.job \"node\") }}ok{{ end }} {{ index (args 5 6) \"arg1\" }}",
+        "1",
+    ),
 ];
 
 /// Serves the crafted series: queries are bare metric names.

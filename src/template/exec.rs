@@ -109,18 +109,23 @@ impl<'a> Exec<'a> {
                     self.line = *line;
                     let mark = self.vars.len();
                     let v = self.pipeline_value(pipe, dot)?;
-                    let items: Vec<(Value, Value)> = match &v {
-                        Value::List(l) => l
-                            .iter()
-                            .enumerate()
-                            .map(|(i, x)| (Value::Int(i as i64), x.clone()))
-                            .collect(),
-                        Value::Map(m) => m
-                            .iter()
-                            .map(|(k, x)| (Value::Str(k.clone()), x.clone()))
-                            .collect(),
-                        Value::Int(n) => (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
-                        Value::Nil => Vec::new(),
+                    let items: Box<dyn Iterator<Item = (Value, Value)>> = match &v {
+                        Value::List(l) => Box::new(
+                            l.iter()
+                                .enumerate()
+                                .map(|(i, x)| (Value::Int(i as i64), x.clone()))
+                                .collect::<Vec<_>>()
+                                .into_iter(),
+                        ),
+                        Value::Map(m) => Box::new(
+                            m.iter()
+                                .map(|(k, x)| (Value::Str(k.clone()), x.clone()))
+                                .collect::<Vec<_>>()
+                                .into_iter(),
+                        ),
+                        // Lazily: `range 1000000` must not build a list first.
+                        Value::Int(n) => Box::new((0..*n).map(|i| (Value::Int(i), Value::Int(i)))),
+                        Value::Nil => Box::new(std::iter::empty()),
                         other => {
                             return Err(format!(
                                 "range can't iterate over {}",
@@ -128,12 +133,9 @@ impl<'a> Exec<'a> {
                             ));
                         }
                     };
-                    if items.is_empty()
-                        && let Some(body) = otherwise
-                    {
-                        self.walk(body, dot, out)?;
-                    }
+                    let mut empty = true;
                     for (key, item) in items {
+                        empty = false;
                         self.vars.truncate(mark);
                         match pipe.decls.as_slice() {
                             [] => {}
@@ -147,6 +149,10 @@ impl<'a> Exec<'a> {
                             Flow::Break => break,
                             Flow::Continue | Flow::Normal => {}
                         }
+                    }
+                    if empty && let Some(body) = otherwise {
+                        self.vars.truncate(mark);
+                        self.walk(body, dot, out)?;
                     }
                     self.vars.truncate(mark);
                 }
