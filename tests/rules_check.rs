@@ -506,3 +506,63 @@ fn the_summary_counts_files_errors_and_warnings_across_files() {
     assert_eq!(only_good.code, 0);
     assert_eq!(only_good.stdout, "1 file checked, 0 errors, 0 warnings\n");
 }
+
+#[test]
+fn the_line_index_points_every_fixture_rule_at_its_own_alert_record_and_expr_lines() {
+    use kubesignal::rules::load::{Seg, parse_source};
+    use serde_yaml_ng::Value;
+    let mut checked = 0;
+    for file in yaml_files(&fixtures_dir()) {
+        if kind_of(&file) != FixtureKind::Rules {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let (source, _) = parse_source(&rel(&file), &text);
+        let mut last_expr_line = 0;
+        for doc in &source.documents {
+            let Value::Sequence(groups) = &doc.groups else {
+                continue;
+            };
+            for (gi, g) in groups.iter().enumerate() {
+                let Some(rules) = g.get("rules").and_then(Value::as_sequence) else {
+                    continue;
+                };
+                for (ri, r) in rules.iter().enumerate() {
+                    let mut path = doc.groups_path.clone();
+                    path.extend([Seg::Index(gi), Seg::Key("rules".into()), Seg::Index(ri)]);
+                    let at = |key: &str| {
+                        let mut p = path.clone();
+                        p.push(Seg::Key(key.into()));
+                        source.lines.line(doc.index, &p).unwrap()
+                    };
+                    let expr_line = at("expr");
+                    assert!(
+                        lines[expr_line - 1].contains("expr:"),
+                        "{}:{expr_line}",
+                        file.display()
+                    );
+                    assert!(
+                        expr_line > last_expr_line,
+                        "{}:{expr_line} not after {last_expr_line}",
+                        file.display()
+                    );
+                    last_expr_line = expr_line;
+                    for key in ["alert", "record"] {
+                        if let Some(name) = r.get(key).and_then(Value::as_str) {
+                            let l = at(key);
+                            assert!(
+                                lines[l - 1].contains(&format!("{key}:"))
+                                    && lines[l - 1].contains(name),
+                                "{}:{l}: expected {key} {name}",
+                                file.display()
+                            );
+                        }
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 11000, "{checked}");
+}
