@@ -335,3 +335,42 @@ fn hostile_templates_fail_cleanly_instead_of_exhausting_memory_or_stack() {
         "empty"
     );
 }
+
+#[test]
+fn exec_errors_read_like_go_with_the_failing_node() {
+    let l = labels(&[]);
+    let err = render_with(
+        "x\n{{ query \"up\" | first | value }}",
+        &l,
+        1.0,
+        Some(&Empty),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template: t:2: executing \"t\" at <first>: error calling first: first() called on vector with no elements"
+    );
+    let err = render_with("{{ $labels.job.x }}", &labels(&[("job", "a")]), 1.0, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template: t:1: executing \"t\" at <$labels.job.x>: can't evaluate field x in type string"
+    );
+    let err = render_with("{{ template \"nope\" }}", &l, 1.0, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template: t:1: executing \"t\" at <{{template \"nope\"}}>: template \"nope\" not defined"
+    );
+    let err = render_with("{{ humanize \"abc\" }}", &l, 1.0, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template: t:1: executing \"t\" at <humanize>: error calling humanize: strconv.ParseFloat: parsing \"abc\": invalid syntax"
+    );
+}
+
+struct Empty;
+
+impl TemplateQuerier for Empty {
+    fn query(&self, _q: &str) -> Result<Vec<QuerySample>, String> {
+        Ok(Vec::new())
+    }
+}
