@@ -360,7 +360,7 @@ kind: PrometheusRule
 metadata: {name: b}
 spec:
   groups:
-  - name: g
+  - name: h
     rules:
     - alert: B
       expr: up ==
@@ -371,6 +371,8 @@ groups:
       - record: r
         expr: up
         annotations: {a: b}
+  - name: g
+    rules: []
 ";
     let file = write(dir.path(), "multi.yaml", text);
     let run = kubesignal_check(&[&file]);
@@ -380,19 +382,22 @@ groups:
         .filter(|l| l.contains(": error: "))
         .collect();
     assert_eq!(run.code, 1);
-    assert_eq!(errors.len(), 2, "{}", run.stdout);
+    assert_eq!(errors.len(), 3, "{}", run.stdout);
+    let f = file.display();
     assert!(
-        errors[0].starts_with(&format!(
-            "{}:19: error: group \"g\", rule 1 (alert \"B\")",
-            file.display()
-        )),
+        errors[0].starts_with(&format!("{f}:19: error: group \"h\", rule 1 (alert \"B\")")),
         "{}",
         errors[0]
     );
     assert!(
-        errors[1].starts_with(&format!("{}:26: error:", file.display())),
+        errors[1].starts_with(&format!("{f}:26: error:")),
         "{}",
         errors[1]
+    );
+    // Group names are unique per file, across its documents (the evaluator loads it as one).
+    assert_eq!(
+        errors[2],
+        format!("{f}:27: error: group name \"g\" is repeated in the same file (first at line 6)")
     );
 }
 
