@@ -31,12 +31,17 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Per-node exporter: USE series from the kubelet (or /proc) and RED series of app pods.
     Agent(Box<AgentArgs>),
     /// Demo web application with RED metrics, configurable error rate and latency.
     Demo(crate::demo::DemoArgs),
+    /// Prometheus rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// SLO specs to Prometheus rules.
     #[command(subcommand)]
     Slo(SloCommand),
@@ -60,6 +65,22 @@ pub struct SloGenerateArgs {
     /// (the default).
     #[arg(short = 'o', long = "output", env = "KUBESIGNAL_OUTPUT")]
     pub output: Option<std::path::PathBuf>,
+}
+
+/// `kubesignal rules ...`
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate rule files (plain or PrometheusRule): YAML schema, PromQL, templates, durations.
+    /// Prints `FILE:LINE: error|warning: message` and exits 1 when any file has an error.
+    Check(RulesCheckArgs),
+}
+
+/// Arguments of `kubesignal rules check`.
+#[derive(Debug, clap::Args)]
+pub struct RulesCheckArgs {
+    /// Rule files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// How log lines are written.
@@ -238,6 +259,13 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Agent(args) => runtime()?.block_on(crate::agent::run(*args))?,
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args))?,
+        Command::Rules(RulesCommand::Check(args)) => {
+            let report = crate::rules::check::check_files(&args.files);
+            print!("{report}");
+            if report.errors() > 0 {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
         Command::Slo(SloCommand::Generate(args)) => {
             let written = crate::slo::run_generate(&args.files, args.output.as_deref())?;
             for path in written {

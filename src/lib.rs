@@ -12,3 +12,4 @@ pub mod http;
 pub mod rules;
 pub mod slo;
 pub mod telemetry;
+pub mod template;
