@@ -8,7 +8,7 @@ mod use_support;
 
 use std::collections::HashSet;
 
-use kubesignal::agent::kubelet::cadvisor::CadvisorStats;
+use kubesignal::agent::kubelet::cadvisor::{CadvisorReader, CadvisorStats};
 use kubesignal::agent::kubelet::pods::PodList;
 use kubesignal::agent::kubelet::summary::Summary;
 use kubesignal::agent::render::{self, Format};
@@ -75,7 +75,18 @@ fn run(set: &FixtureSet) -> Outcome {
     let summary = Summary::from_json(summary_text.as_bytes()).expect("summary decodes");
     let pods = PodList::from_json(pods_text.as_bytes()).expect("pod list decodes");
     let cadvisor = match &cadvisor_text {
-        Some(t) => CadvisorStats::from_text(t).expect("cAdvisor text parses"),
+        Some(t) => {
+            let whole = CadvisorStats::from_text(t).expect("cAdvisor text parses");
+            // The agent may stream the body instead; pieces of any size read the same.
+            for chunk in [65_536, 1_000] {
+                let mut reader = CadvisorReader::new();
+                for piece in t.as_bytes().chunks(chunk) {
+                    reader.feed(piece).expect("cAdvisor piece parses");
+                }
+                assert_eq!(reader.finish().unwrap(), whole, "chunks of {chunk}");
+            }
+            whole
+        }
         None => CadvisorStats::default(),
     };
     let summary_json: Value = serde_json::from_str(&summary_text).unwrap();
