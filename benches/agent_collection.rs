@@ -376,6 +376,36 @@ fn main() {
     });
     criterion.final_summary();
 
+    // Where the CPU goes, stage by stage (whole cAdvisor body).
+    let summary = Summary::from_json(&p.summary).unwrap();
+    let pods = PodList::from_json(&p.pods).unwrap();
+    let cadvisor = CadvisorStats::from_text(&p.cadvisor).unwrap();
+    let snapshot = state.join("", &summary, &pods, &cadvisor);
+    let stages: [(&str, &mut dyn FnMut()); 5] = [
+        ("parse /stats/summary", &mut || {
+            drop(black_box(Summary::from_json(&p.summary)))
+        }),
+        ("parse /pods", &mut || {
+            drop(black_box(PodList::from_json(&p.pods)))
+        }),
+        ("parse /metrics/cadvisor", &mut || {
+            drop(black_box(CadvisorStats::from_text(&p.cadvisor)))
+        }),
+        ("join", &mut || {
+            drop(black_box(state.join("", &summary, &pods, &cadvisor)))
+        }),
+        ("render text 0.0.4", &mut || {
+            drop(black_box(render::render(
+                snapshot.clone(),
+                Format::PrometheusText,
+            )))
+        }),
+    ];
+    for (stage, run) in stages {
+        let (median, _) = cpu_per_collection(run);
+        println!("  stage {stage}: median thread CPU {median:.2} ms");
+    }
+
     for streamed in [false, true] {
         let mode = if streamed { "streamed" } else { "whole" };
         let (median, p90) = cpu_per_collection(|| {
