@@ -841,7 +841,8 @@ mod tests {
             }
             assert_eq!(rebuilt, spec.name);
             assert!(spec.name.starts_with("kubesignal_"), "{}", spec.name);
-            assert!(!spec.help.is_empty() && !spec.help.contains('\n'));
+            // OpenMetrics would need these escaped in HELP; keep the texts plain.
+            assert!(!spec.help.is_empty() && !spec.help.contains(['\n', '"', '\\']));
         }
     }
 
@@ -890,6 +891,22 @@ mod tests {
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(expected, samples);
         assert_eq!(samples, 9);
+    }
+
+    #[test]
+    fn a_scrape_shows_only_the_latest_snapshot() {
+        let cell = Arc::new(SnapshotCell::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(UseCollector::new(cell.clone())));
+        cell.store(sample_snapshot());
+        let before = encode(&registry, Format::PrometheusText).unwrap();
+        assert!(before.contains("container=\"app\""));
+        let mut without_pod = sample_snapshot();
+        without_pod.containers.clear();
+        cell.store(without_pod);
+        let after = encode(&registry, Format::PrometheusText).unwrap();
+        assert!(!after.contains("pod=\"web-7d4b9-x2\""), "{after}");
+        assert!(after.contains("kubesignal_node_cpu_usage_seconds_total{node=\"n1\"} 12.5"));
     }
 
     #[test]

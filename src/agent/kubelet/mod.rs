@@ -28,22 +28,28 @@ pub enum PayloadError {
 }
 
 /// Decodes `bytes` as JSON into `T`, naming the field path on error.
+///
+/// The first pass decodes without tracking the path, which costs about a third of the decoding
+/// time on a large summary; only a payload that fails is decoded again to locate the field.
 pub(crate) fn decode_json<'de, T: Deserialize<'de>>(
     endpoint: &'static str,
     bytes: &'de [u8],
 ) -> Result<T, PayloadError> {
+    let first_error = match serde_json::from_slice(bytes) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| PayloadError::Json {
+    let path = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Err(e) => e.path().to_string(),
+        // Trailing characters after a valid document: the document itself is at fault.
+        Ok(_) => ".".to_owned(),
+    };
+    Err(PayloadError::Json {
         endpoint,
-        path: e.path().to_string(),
-        source: e.into_inner(),
-    })?;
-    de.end().map_err(|source| PayloadError::Json {
-        endpoint,
-        path: ".".to_owned(),
-        source,
-    })?;
-    Ok(value)
+        path,
+        source: first_error,
+    })
 }
 
 /// Go encodes a nil slice as `null`; treat it as empty.

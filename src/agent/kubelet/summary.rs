@@ -224,3 +224,39 @@ pub struct ContainerStats {
     /// The container's logs.
     pub logs: Option<FsStats>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_typed_field_is_reported_with_its_path_and_position() {
+        let json = br#"{"node":{"nodeName":"n","cpu":{"usageCoreNanoSeconds":"lots"}},"pods":[]}"#;
+        let err = Summary::from_json(json).unwrap_err().to_string();
+        assert!(err.contains("/stats/summary"), "{err}");
+        assert!(err.contains("node.cpu.usageCoreNanoSeconds"), "{err}");
+        assert!(err.contains("line 1 column"), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_body_is_an_error_not_a_partial_summary() {
+        let json =
+            br#"{"node":{"nodeName":"n","cpu":{"usageCoreNanoSeconds":1}},"pods":[{"podRef""#;
+        let err = Summary::from_json(json).unwrap_err().to_string();
+        assert!(err.contains("EOF"), "{err}");
+    }
+
+    #[test]
+    fn trailing_garbage_after_the_document_is_refused() {
+        let err = Summary::from_json(br#"{"node":{}} x"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trailing"), "{err}");
+    }
+
+    #[test]
+    fn missing_and_null_parts_read_as_absent() {
+        let s = Summary::from_json(br#"{"node":{"nodeName":"n","cpu":null},"pods":null}"#).unwrap();
+        assert!(s.node.cpu.is_none() && s.pods.is_empty());
+    }
+}
