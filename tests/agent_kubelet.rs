@@ -427,3 +427,67 @@ async fn prometheus_scraping_the_agent_sees_the_payload_values() {
         "both StatefulSet replicas have a memory limit ratio"
     );
 }
+
+/// Every `container_cpu_cfs_throttled_periods_total` sample of a real container (not the pod
+/// cgroup, `container=""`), read from the cAdvisor text with a plain line split.
+fn throttled_from_cadvisor(text: &str) -> Vec<(String, String, String, f64)> {
+    text.lines()
+        .filter(|l| l.starts_with("container_cpu_cfs_throttled_periods_total{"))
+        .filter_map(|l| {
+            let (labels, rest) = l.split_once("} ")?;
+            let label = |name: &str| {
+                let start = labels.find(&format!(",{name}=\""))? + name.len() + 3;
+                let end = labels[start..].find('"')? + start;
+                Some(labels[start..end].to_string())
+            };
+            let container = labels
+                .strip_prefix("container_cpu_cfs_throttled_periods_total{container=\"")?
+                .split('"')
+                .next()?
+                .to_string();
+            if container.is_empty() || container == "POD" {
+                return None;
+            }
+            let value = rest.split(' ').next()?.parse().ok()?;
+            Some((label("namespace")?, label("pod")?, container, value))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_counters_come_from_the_streamed_cadvisor_text() {
+    let set = fixture_sets()
+        .into_iter()
+        .find(|s| s.name == "k8s-1.34-psi")
+        .unwrap();
+    let text = std::fs::read_to_string(set.cadvisor.as_ref().unwrap()).unwrap();
+    let expected = throttled_from_cadvisor(&text);
+    assert!(expected.len() >= 5, "the fixture has throttling series");
+    let kubelet = FakeKubelet::start(&set).await;
+    let agent = agent_for(&kubelet, "datagen-1-34", &[]).await;
+    let got = scrape(&agent).await;
+    let pods = json(&set.pods);
+    let mut checked = 0;
+    for (ns, pod, container, value) in expected {
+        let running = pods["items"].as_array().unwrap().iter().any(|p| {
+            p["metadata"]["namespace"] == ns.as_str()
+                && p["metadata"]["name"] == pod.as_str()
+                && p["status"]["phase"] == "Running"
+        });
+        if !running {
+            continue;
+        }
+        let key = [
+            ("namespace", ns.as_str()),
+            ("pod", pod.as_str()),
+            ("container", container.as_str()),
+        ];
+        assert_close(
+            got.value("kubesignal_container_cpu_cfs_throttled_periods_total", &key),
+            value,
+            &format!("{ns}/{pod}/{container} throttled periods"),
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} containers checked");
+}

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::kubelet::PayloadError;
-use super::kubelet::cadvisor::CadvisorStats;
+use super::kubelet::cadvisor::{CadvisorReader, CadvisorStats};
 use super::kubelet::client::{Endpoint, KubeletClient, KubeletError};
 use super::kubelet::pods::PodList;
 use super::kubelet::summary::Summary;
@@ -77,23 +77,16 @@ impl Source {
                 let (summary, pods, cadvisor) = tokio::join!(
                     fetch(client, Endpoint::Summary, metrics),
                     fetch(client, Endpoint::Pods, metrics),
-                    fetch(client, Endpoint::Cadvisor, metrics),
+                    fetch_cadvisor(client, metrics),
                 );
                 let summary = decoded(Endpoint::Summary, metrics, Summary::from_json(&summary?))?;
                 let pods = decoded(Endpoint::Pods, metrics, PodList::from_json(&pods?))?;
                 // Throttling, OOM events and capacity are extras: a node whose cAdvisor
                 // endpoint fails still gets its usage series.
-                let cadvisor = match cadvisor {
-                    Ok(body) => decoded(Endpoint::Cadvisor, metrics, parse_cadvisor(&body))
-                        .unwrap_or_else(|e| {
-                            tracing::warn!(error = %e, "cAdvisor payload ignored");
-                            CadvisorStats::default()
-                        }),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cAdvisor endpoint unavailable");
-                        CadvisorStats::default()
-                    }
-                };
+                let cadvisor = cadvisor.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cAdvisor series skipped this collection");
+                    CadvisorStats::default()
+                });
                 let snapshot = state.join(node, &summary, &pods, &cadvisor);
                 Ok((snapshot, Some(pods)))
             }
@@ -124,6 +117,37 @@ async fn fetch(
     result
 }
 
+/// Fetches and parses the cAdvisor text chunk by chunk, so a busy node's multi-megabyte payload
+/// is never held whole.
+async fn fetch_cadvisor(
+    client: &KubeletClient,
+    metrics: &SelfMetrics,
+) -> Result<CadvisorStats, CollectError> {
+    let endpoint = Endpoint::Cadvisor;
+    let started = Instant::now();
+    let mut reader = CadvisorReader::new();
+    let mut parse_error = None;
+    let fetched = client
+        .fetch_with(endpoint, |chunk| match reader.feed(chunk) {
+            Ok(()) => true,
+            Err(e) => {
+                parse_error = Some(e);
+                false
+            }
+        })
+        .await;
+    metrics.duration(endpoint.source_label(), started.elapsed().as_secs_f64());
+    if let Err(e) = fetched {
+        metrics.error(endpoint.source_label(), e.reason());
+        return Err(e.into());
+    }
+    let parsed = match parse_error {
+        Some(e) => Err(e),
+        None => reader.finish(),
+    };
+    Ok(decoded(endpoint, metrics, parsed)?)
+}
+
 /// Counts a decoding failure of `endpoint`.
 fn decoded<T>(
     endpoint: Endpoint,
@@ -134,45 +158,4 @@ fn decoded<T>(
         metrics.error(endpoint.source_label(), "decode");
     }
     result
-}
-
-/// Interim cAdvisor reader until the kubelet module grows its own.
-fn parse_cadvisor(body: &[u8]) -> Result<CadvisorStats, PayloadError> {
-    use crate::exposition::{Entry, Format, Parser};
-    let text = std::str::from_utf8(body).map_err(|e| PayloadError::Cadvisor(e.to_string()))?;
-    let mut stats = CadvisorStats::default();
-    let keep: fn(&str) -> bool = |name| {
-        name.starts_with("machine_")
-            || name.starts_with("container_cpu_cfs")
-            || name == "container_oom_events_total"
-    };
-    for entry in Parser::new(text, Format::PrometheusText).with_name_filter(keep) {
-        let Entry::Sample(s) = entry.map_err(|e| PayloadError::Cadvisor(e.to_string()))? else {
-            continue;
-        };
-        match s.name.as_ref() {
-            "machine_cpu_cores" => stats.machine_cpu_cores = Some(s.value),
-            "machine_memory_bytes" => stats.machine_memory_bytes = Some(s.value),
-            name => {
-                let container = s.label("container").or_else(|| s.label("container_name"));
-                let pod = s.label("pod").or_else(|| s.label("pod_name"));
-                let (Some(ns), Some(pod), Some(c)) = (s.label("namespace"), pod, container) else {
-                    continue;
-                };
-                if c.is_empty() || c == "POD" {
-                    continue;
-                }
-                let counters = stats.container_mut(ns, pod, c);
-                match name {
-                    "container_cpu_cfs_periods_total" => counters.cfs_periods_total = Some(s.value),
-                    "container_cpu_cfs_throttled_periods_total" => {
-                        counters.cfs_throttled_periods_total = Some(s.value)
-                    }
-                    "container_oom_events_total" => counters.oom_events_total = Some(s.value),
-                    _ => {}
-                }
-            }
-        }
-    }
-    Ok(stats)
 }

@@ -51,6 +51,9 @@ impl Exporter {
     /// Replaces the exported USE snapshot: series of pods and containers that are no longer
     /// in it disappear from the next scrape.
     pub fn publish(&self, snapshot: UseSnapshot) {
+        self.self_metrics
+            .series
+            .set(super::render::series_count(&snapshot) as i64);
         self.snapshot.store(snapshot);
     }
 
@@ -63,16 +66,9 @@ impl Exporter {
         });
     }
 
-    /// Encodes everything in `format`, and records how many samples that was (reported as
-    /// `kubesignal_agent_series` by the next scrape).
+    /// Encodes everything in `format`.
     pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
-        let out = super::render::encode(&self.registry, format)?;
-        let samples = out
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .count();
-        self.self_metrics.series.set(samples as i64);
-        Ok(out)
+        super::render::encode(&self.registry, format)
     }
 
     /// `GET /metrics`.

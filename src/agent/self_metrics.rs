@@ -73,7 +73,7 @@ impl SelfMetrics {
         );
         agent.register(
             "series",
-            "Samples served by the previous scrape of /metrics",
+            "USE samples in the latest snapshot",
             self.series.clone(),
         );
         agent.register(

@@ -12,7 +12,7 @@ use kubesignal::exposition::{Entry, Format, Parser};
 pub fn fixtures_dir() -> PathBuf {
     std::env::var_os("KUBESIGNAL_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/fixtures"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
 }
 
 /// The text of a fixture, by path relative to the fixtures directory.

@@ -240,6 +240,23 @@ impl KubeletClient {
 
     /// Fetches one endpoint's body, refusing it past the size limit.
     pub async fn fetch(&self, endpoint: Endpoint) -> Result<Vec<u8>, KubeletError> {
+        let mut body = Vec::new();
+        self.fetch_with(endpoint, |chunk| {
+            body.extend_from_slice(chunk);
+            true
+        })
+        .await?;
+        Ok(body)
+    }
+
+    /// Fetches one endpoint, handing each chunk of the body to `sink` as it arrives (so a large
+    /// cAdvisor text is parsed without being held whole). `sink` returns false to stop reading.
+    /// The size limit applies to the whole body.
+    pub async fn fetch_with(
+        &self,
+        endpoint: Endpoint,
+        mut sink: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), KubeletError> {
         let url = format!("{}{}", self.base, endpoint.path());
         let mut request = self.http.get(&url);
         match &self.auth {
@@ -269,22 +286,21 @@ impl KubeletClient {
         if response.content_length().is_some_and(|len| len > limit) {
             return Err(KubeletError::TooLarge { url, limit });
         }
-        let mut body = Vec::with_capacity(
-            response
-                .content_length()
-                .map_or(64 * 1024, |len| len as usize),
-        );
+        let mut received: u64 = 0;
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| transport_error(&url, &e))?
         {
-            if body.len() as u64 + chunk.len() as u64 > limit {
+            received += chunk.len() as u64;
+            if received > limit {
                 return Err(KubeletError::TooLarge { url, limit });
             }
-            body.extend_from_slice(&chunk);
+            if !sink(&chunk) {
+                break;
+            }
         }
-        Ok(body)
+        Ok(())
     }
 }
 
