@@ -2,6 +2,7 @@
 //! kubelet) and RED series from application pods, and serves them on `/metrics`.
 
 pub mod kubelet;
+pub mod red;
 pub mod render;
 pub mod use_series;
 pub mod workload;
