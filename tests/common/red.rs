@@ -409,11 +409,20 @@ impl PrometheusProcess {
         panic!("prometheus did not become ready on port {port}");
     }
 
-    /// Runs an instant query and returns its vector result.
+    /// Runs an instant query now and returns its vector result.
     pub async fn query(&self, promql: &str) -> Vec<Series> {
+        self.query_at(promql, None).await
+    }
+
+    /// Runs an instant query at `time` (Unix seconds; now when `None`).
+    pub async fn query_at(&self, promql: &str, time: Option<f64>) -> Vec<Series> {
+        let mut params = vec![("query", promql.to_string())];
+        if let Some(t) = time {
+            params.push(("time", format!("{t:.3}")));
+        }
         let body: serde_json::Value = reqwest::Client::new()
             .get(format!("{}/api/v1/query", self.url))
-            .query(&[("query", promql)])
+            .query(&params)
             .send()
             .await
             .unwrap()

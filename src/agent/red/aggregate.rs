@@ -109,6 +109,8 @@ pub struct Aggregator {
     outputs: HashMap<Arc<OutputKey>, OutputSeries>,
     routes: HashMap<(String, String), HashSet<String>>,
     guards: HashMap<WorkloadRef, GuardCounts>,
+    /// Last `process_start_time_seconds` per target, and when it was seen.
+    process_starts: HashMap<String, (f64, Instant)>,
 }
 
 impl Aggregator {
@@ -122,17 +124,31 @@ impl Aggregator {
             outputs: HashMap::new(),
             routes: HashMap::new(),
             guards: HashMap::new(),
+            process_starts: HashMap::new(),
         }
     }
 
     /// Adds one scrape's observations of `target_id` (a stable identity of the target).
+    /// `process_start` is the target's `process_start_time_seconds` if it has one: when it
+    /// changes, every series of the target is taken as reset, which catches a restart after
+    /// which a counter has already climbed past its old value.
     pub fn apply(
         &mut self,
         target_id: &str,
         workload: &WorkloadRef,
         observations: Vec<Observation>,
+        process_start: Option<f64>,
         now: Instant,
     ) {
+        if let Some(start) = process_start {
+            let previous = self
+                .process_starts
+                .insert(target_id.to_string(), (start, now));
+            if previous.is_some_and(|(p, _)| p != start) {
+                let prefix = format!("{target_id}\u{0}");
+                self.sources.retain(|k, _| !k.starts_with(&prefix));
+            }
+        }
         for obs in observations {
             let source_id = format!("{target_id}\u{0}{}", obs.series);
             if !self.sources.contains_key(&source_id) {
@@ -255,6 +271,7 @@ impl Aggregator {
         let stale = |seen: Instant| now.saturating_duration_since(seen) > ttl;
         let before = self.sources.len();
         self.sources.retain(|_, s| !stale(s.last_seen));
+        self.process_starts.retain(|_, (_, seen)| !stale(*seen));
         let dropped = before - self.sources.len();
         let outputs_before = self.outputs.len();
         self.outputs.retain(|_, o| !stale(o.last_seen));
@@ -418,19 +435,31 @@ mod tests {
     fn a_drop_in_a_counter_is_treated_as_a_reset() {
         let mut agg = Aggregator::new(100, Duration::from_secs(3600));
         let t = Instant::now();
-        agg.apply("pod-a", &wl("api"), vec![counter("/", "200", 100.0)], t);
-        agg.apply("pod-a", &wl("api"), vec![counter("/", "200", 130.0)], t);
-        agg.apply("pod-a", &wl("api"), vec![counter("/", "200", 4.0)], t);
+        agg.apply("pod-a", &wl("api"), vec![counter("/", "200", 100.0)], None, t);
+        agg.apply("pod-a", &wl("api"), vec![counter("/", "200", 130.0)], None, t);
+        agg.apply("pod-a", &wl("api"), vec![counter("/", "200", 4.0)], None, t);
         assert_eq!(requests(&agg, "/"), 134.0);
+    }
+
+    #[test]
+    fn a_new_process_start_time_is_a_reset_even_when_the_counter_did_not_drop() {
+        let mut agg = Aggregator::new(100, Duration::from_secs(3600));
+        let t = Instant::now();
+        let w = wl("api");
+        agg.apply("pod-a", &w, vec![counter("/", "200", 10.0)], Some(1000.0), t);
+        agg.apply("pod-a", &w, vec![counter("/", "200", 12.0)], Some(1000.0), t);
+        // Restarted and already served 15 requests: more than the 12 seen before.
+        agg.apply("pod-a", &w, vec![counter("/", "200", 15.0)], Some(2000.0), t);
+        assert_eq!(requests(&agg, "/"), 27.0);
     }
 
     #[test]
     fn a_vanished_pods_contribution_is_kept() {
         let mut agg = Aggregator::new(100, Duration::from_secs(3600));
         let t = Instant::now();
-        agg.apply("pod-a", &wl("api"), vec![counter("/", "500", 10.0)], t);
-        agg.apply("pod-b", &wl("api"), vec![counter("/", "500", 5.0)], t);
-        agg.apply("pod-b", &wl("api"), vec![counter("/", "500", 8.0)], t);
+        agg.apply("pod-a", &wl("api"), vec![counter("/", "500", 10.0)], None, t);
+        agg.apply("pod-b", &wl("api"), vec![counter("/", "500", 5.0)], None, t);
+        agg.apply("pod-b", &wl("api"), vec![counter("/", "500", 8.0)], None, t);
         let out = agg.outputs();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1.requests, Some(18.0));
@@ -445,12 +474,12 @@ mod tests {
             .iter()
             .map(|r| counter(r, "200", 1.0))
             .collect();
-        agg.apply("pod-a", &wl("api"), obs, t);
+        agg.apply("pod-a", &wl("api"), obs, None, t);
         assert_eq!(requests(&agg, "other"), 2.0);
         assert_eq!(requests(&agg, "/a") + requests(&agg, "/b"), 2.0);
         assert_eq!(agg.guards()[0].1.collapsed_routes, 2);
         // The cap is per workload: another workload still gets its own routes.
-        agg.apply("pod-b", &wl("web"), vec![counter("/z", "200", 1.0)], t);
+        agg.apply("pod-b", &wl("web"), vec![counter("/z", "200", 1.0)], None, t);
         assert_eq!(requests(&agg, "/z"), 1.0);
     }
 
@@ -458,8 +487,8 @@ mod tests {
     fn histograms_with_different_bounds_are_never_mixed() {
         let mut agg = Aggregator::new(100, Duration::from_secs(3600));
         let t = Instant::now();
-        agg.apply("pod-a", &wl("api"), vec![hist("/", &[0.1, 1.0], &[1.0, 2.0, 3.0], 1.5)], t);
-        agg.apply("pod-b", &wl("api"), vec![hist("/", &[0.5], &[4.0, 4.0], 0.4)], t);
+        agg.apply("pod-a", &wl("api"), vec![hist("/", &[0.1, 1.0], &[1.0, 2.0, 3.0], 1.5)], None, t);
+        agg.apply("pod-b", &wl("api"), vec![hist("/", &[0.5], &[4.0, 4.0], 0.4)], None, t);
         let out = agg.outputs();
         let h = out[0].1.histogram.as_ref().unwrap();
         assert_eq!(h.bounds, [0.1, 1.0]);
@@ -474,9 +503,9 @@ mod tests {
         let mut agg = Aggregator::new(100, Duration::from_secs(3600));
         let t = Instant::now();
         let b = [0.1, 1.0];
-        agg.apply("p", &wl("api"), vec![hist("/", &b, &[1.0, 2.0, 3.0], 1.0)], t);
-        agg.apply("p", &wl("api"), vec![hist("/", &b, &[2.0, 4.0, 5.0], 2.0)], t);
-        agg.apply("p", &wl("api"), vec![hist("/", &b, &[1.0, 1.0, 1.0], 0.05)], t);
+        agg.apply("p", &wl("api"), vec![hist("/", &b, &[1.0, 2.0, 3.0], 1.0)], None, t);
+        agg.apply("p", &wl("api"), vec![hist("/", &b, &[2.0, 4.0, 5.0], 2.0)], None, t);
+        agg.apply("p", &wl("api"), vec![hist("/", &b, &[1.0, 1.0, 1.0], 0.05)], None, t);
         let h = agg.outputs()[0].1.histogram.clone().unwrap();
         assert_eq!(h.cumulative, [3.0, 5.0, 6.0]);
         assert_eq!(h.count, 6.0);
@@ -487,9 +516,9 @@ mod tests {
     fn state_unseen_for_the_ttl_is_dropped_and_fresh_state_is_kept() {
         let mut agg = Aggregator::new(1, Duration::from_secs(60));
         let t0 = Instant::now();
-        agg.apply("old", &wl("gone"), vec![counter("/x", "200", 3.0)], t0);
+        agg.apply("old", &wl("gone"), vec![counter("/x", "200", 3.0)], None, t0);
         let t1 = t0 + Duration::from_secs(50);
-        agg.apply("new", &wl("api"), vec![counter("/y", "200", 1.0)], t1);
+        agg.apply("new", &wl("api"), vec![counter("/y", "200", 1.0)], None, t1);
         assert_eq!(agg.evict(t0 + Duration::from_secs(61)), 1);
         assert_eq!(agg.source_series(), 1);
         let out = agg.outputs();

@@ -89,7 +89,13 @@ pub struct Extracted {
     pub samples: usize,
     /// Observations of the matched series.
     pub observations: Vec<Observation>,
+    /// The target's `process_start_time_seconds`, when it exposes one: a change means the
+    /// process restarted, even when its counters did not drop below their last values.
+    pub process_start: Option<f64>,
 }
+
+/// The conventional gauge of client libraries giving the process start time.
+pub const PROCESS_START: &str = "process_start_time_seconds";
 
 #[derive(Clone, Copy, Debug)]
 enum Part {
@@ -164,6 +170,7 @@ impl Dialects {
         let mut histograms: Vec<HashMap<String, RawHistogram>> =
             (0..self.rules.len()).map(|_| HashMap::new()).collect();
         let mut ms_units: Vec<bool> = vec![false; self.rules.len()];
+        let mut process_start = None;
         for entry in Parser::new(body, format) {
             let sample = match entry? {
                 Entry::Sample(s) => s,
@@ -182,6 +189,9 @@ impl Dialects {
                 });
             }
             let Some(&(i, part)) = self.names.get(&*sample.name) else {
+                if sample.name == PROCESS_START && sample.labels.is_empty() {
+                    process_start = Some(sample.value);
+                }
                 continue;
             };
             let rule = &self.rules[i];
@@ -286,6 +296,7 @@ impl Dialects {
         Ok(Extracted {
             samples,
             observations,
+            process_start,
         })
     }
 }

@@ -157,8 +157,13 @@ impl RedCollector {
                 Ok(extracted) => {
                     status.up = true;
                     status.samples = extracted.samples;
-                    self.aggregator
-                        .apply(&target.id(), &target.workload, extracted.observations, now);
+                    self.aggregator.apply(
+                        &target.id(),
+                        &target.workload,
+                        extracted.observations,
+                        extracted.process_start,
+                        now,
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(url = %target.url, namespace = %target.workload.namespace, pod = %target.pod, reason = e.reason(), error = %e, "scrape failed");
