@@ -6,5 +6,6 @@
 
 pub mod agent;
 pub mod cli;
+pub mod exposition;
 pub mod rules;
 pub mod telemetry;
