@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use aggregate::{Aggregator, WorkloadRef};
+use crate::exposition::Format;
 use config::RedConfig;
 use dialect::{Dialects, ExtractError, Extracted};
 use render::{RedMetrics, RedSnapshot, TargetStatus};
@@ -59,6 +60,17 @@ impl ScrapeError {
             ScrapeError::Extract(_) => "parse",
         }
     }
+}
+
+/// The outcome of scraping one target.
+#[derive(Debug)]
+pub struct Scraped {
+    /// The target.
+    pub target: Target,
+    /// Its observations, or why there are none.
+    pub result: Result<Extracted, ScrapeError>,
+    /// How long fetching and parsing took.
+    pub duration: Duration,
 }
 
 /// RED collection state kept across collections.
@@ -135,22 +147,48 @@ impl RedCollector {
                 Err(e) => tracing::error!(error = %e, "a scrape task failed"),
             }
         }
+        let scraped = targets
+            .into_iter()
+            .zip(results)
+            .map(|(target, result)| {
+                let (result, duration) = result.unwrap_or_else(|| {
+                    let failed = FetchError::Connect("scrape task failed".into());
+                    (Err(ScrapeError::Fetch(failed)), Duration::ZERO)
+                });
+                Scraped {
+                    target,
+                    result,
+                    duration,
+                }
+            })
+            .collect();
+        self.fold(scraped)
+    }
 
+    /// Parses and normalizes one scrape body with this collector's rules and sample limit
+    /// (the CPU part of a scrape; [`RedCollector::collect`] does it right after fetching).
+    pub fn parse(&self, body: &str, format: Format) -> Result<Extracted, ScrapeError> {
+        Ok(self.dialects.extract(body, format, self.config.sample_limit)?)
+    }
+
+    /// Folds one collection's scrape results into the RED series, drops stale state,
+    /// publishes the new snapshot and returns it.
+    pub fn fold(&mut self, scraped: Vec<Scraped>) -> Arc<RedSnapshot> {
         let now = Instant::now();
-        let mut statuses = Vec::with_capacity(targets.len());
-        for (target, result) in targets.iter().zip(results) {
-            let (result, took) = result.unwrap_or_else(|| {
-                (
-                    Err(ScrapeError::Fetch(FetchError::Connect("scrape task failed".into()))),
-                    Duration::ZERO,
-                )
-            });
+        let mut statuses = Vec::with_capacity(scraped.len());
+        let mut targets = Vec::with_capacity(scraped.len());
+        for Scraped {
+            target,
+            result,
+            duration,
+        } in scraped
+        {
             let mut status = TargetStatus {
                 namespace: target.workload.namespace.clone(),
                 workload: target.workload.workload.clone(),
                 pod: target.pod.clone(),
                 up: false,
-                scrape_duration_seconds: took.as_secs_f64(),
+                scrape_duration_seconds: duration.as_secs_f64(),
                 samples: 0,
             };
             match result {
@@ -174,6 +212,7 @@ impl RedCollector {
                 }
             }
             statuses.push(status);
+            targets.push(target);
         }
         self.aggregator.evict(now);
 
