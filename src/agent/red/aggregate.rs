@@ -105,7 +105,8 @@ pub struct GuardCounts {
 pub struct Aggregator {
     max_routes: usize,
     ttl: Duration,
-    sources: HashMap<String, SourceState>,
+    /// Per target, per source series.
+    sources: HashMap<String, HashMap<String, SourceState>>,
     outputs: HashMap<Arc<OutputKey>, OutputSeries>,
     routes: HashMap<(String, String), HashSet<String>>,
     guards: HashMap<WorkloadRef, GuardCounts>,
@@ -145,20 +146,39 @@ impl Aggregator {
                 .process_starts
                 .insert(target_id.to_string(), (start, now));
             if previous.is_some_and(|(p, _)| p != start) {
-                let prefix = format!("{target_id}\u{0}");
-                self.sources.retain(|k, _| !k.starts_with(&prefix));
+                self.sources.remove(target_id);
             }
         }
+        if !self.sources.contains_key(target_id) {
+            self.sources.insert(target_id.to_string(), HashMap::new());
+        }
+        let Self {
+            sources,
+            outputs,
+            routes,
+            guards,
+            max_routes,
+            ..
+        } = self;
+        let target_sources = sources.get_mut(target_id).expect("inserted above");
         for obs in observations {
-            let source_id = format!("{target_id}\u{0}{}", obs.series);
-            if !self.sources.contains_key(&source_id) {
-                let state = self.new_source(workload, &obs, target_id, now);
-                self.sources.insert(source_id.clone(), state);
+            if !target_sources.contains_key(obs.series.as_str()) {
+                let state = new_source(
+                    routes,
+                    guards,
+                    outputs,
+                    *max_routes,
+                    (workload, target_id),
+                    &obs,
+                    now,
+                );
+                target_sources.insert(obs.series.clone(), state);
             }
-            let state = self.sources.get_mut(&source_id).expect("inserted above");
+            let state = target_sources
+                .get_mut(obs.series.as_str())
+                .expect("inserted above");
             state.last_seen = now;
-            let out = self
-                .outputs
+            let out = outputs
                 .entry(state.key.clone())
                 .or_insert_with(|| OutputSeries {
                     values: OutputValues {
@@ -199,7 +219,7 @@ impl Aggregator {
                         } else {
                             // The source changed its buckets after it was first seen.
                             state.histogram_fits = false;
-                            count_mismatch(&mut self.guards, &state.key, target_id, &obs.series);
+                            count_mismatch(guards, &state.key, target_id, &obs.series);
                         }
                     }
                     state.last = Some(Last::Histogram {
@@ -213,66 +233,17 @@ impl Aggregator {
         }
     }
 
-    /// State for a source series seen for the first time: its output series (route capped)
-    /// and whether its buckets fit that output's.
-    fn new_source(
-        &mut self,
-        workload: &WorkloadRef,
-        obs: &Observation,
-        target_id: &str,
-        now: Instant,
-    ) -> SourceState {
-        let routes = self
-            .routes
-            .entry((workload.namespace.clone(), workload.workload.clone()))
-            .or_default();
-        let route = if routes.contains(&obs.labels.route) {
-            obs.labels.route.clone()
-        } else if routes.len() < self.max_routes {
-            routes.insert(obs.labels.route.clone());
-            obs.labels.route.clone()
-        } else {
-            self.guards
-                .entry(workload.clone())
-                .or_default()
-                .collapsed_routes += 1;
-            OTHER_ROUTE.to_string()
-        };
-        let key = OutputKey {
-            workload: workload.clone(),
-            route,
-            method: obs.labels.method.clone(),
-            code: obs.labels.code.clone(),
-        };
-        let key = match self.outputs.get_key_value(&key) {
-            Some((k, _)) => k.clone(),
-            None => Arc::new(key),
-        };
-        let mut histogram_fits = true;
-        if let ObservedValue::Histogram(h) = &obs.value
-            && let Some(out) = self.outputs.get(&key)
-            && let Some(oh) = &out.values.histogram
-            && oh.bounds != h.bounds
-        {
-            histogram_fits = false;
-            count_mismatch(&mut self.guards, &key, target_id, &obs.series);
-        }
-        SourceState {
-            last: None,
-            key,
-            last_seen: now,
-            histogram_fits,
-        }
-    }
-
     /// Drops state not seen for the TTL. Returns how many source series were dropped.
     pub fn evict(&mut self, now: Instant) -> usize {
         let ttl = self.ttl;
         let stale = |seen: Instant| now.saturating_duration_since(seen) > ttl;
-        let before = self.sources.len();
-        self.sources.retain(|_, s| !stale(s.last_seen));
+        let before = self.source_series();
+        for target in self.sources.values_mut() {
+            target.retain(|_, s| !stale(s.last_seen));
+        }
+        self.sources.retain(|_, target| !target.is_empty());
         self.process_starts.retain(|_, (_, seen)| !stale(*seen));
-        let dropped = before - self.sources.len();
+        let dropped = before - self.source_series();
         let outputs_before = self.outputs.len();
         self.outputs.retain(|_, o| !stale(o.last_seen));
         if self.outputs.len() != outputs_before {
@@ -315,7 +286,60 @@ impl Aggregator {
 
     /// Number of source series with state.
     pub fn source_series(&self) -> usize {
-        self.sources.len()
+        self.sources.values().map(HashMap::len).sum()
+    }
+}
+
+/// State for a source series seen for the first time: its output series (route capped)
+/// and whether its buckets fit that output's.
+fn new_source(
+    routes: &mut HashMap<(String, String), HashSet<String>>,
+    guards: &mut HashMap<WorkloadRef, GuardCounts>,
+    outputs: &HashMap<Arc<OutputKey>, OutputSeries>,
+    max_routes: usize,
+    (workload, target_id): (&WorkloadRef, &str),
+    obs: &Observation,
+    now: Instant,
+) -> SourceState {
+    let routes = routes
+        .entry((workload.namespace.clone(), workload.workload.clone()))
+        .or_default();
+    let route = if routes.contains(&obs.labels.route) {
+        obs.labels.route.clone()
+    } else if routes.len() < max_routes {
+        routes.insert(obs.labels.route.clone());
+        obs.labels.route.clone()
+    } else {
+        guards
+            .entry(workload.clone())
+            .or_default()
+            .collapsed_routes += 1;
+        OTHER_ROUTE.to_string()
+    };
+    let key = OutputKey {
+        workload: workload.clone(),
+        route,
+        method: obs.labels.method.clone(),
+        code: obs.labels.code.clone(),
+    };
+    let key = match outputs.get_key_value(&key) {
+        Some((k, _)) => k.clone(),
+        None => Arc::new(key),
+    };
+    let mut histogram_fits = true;
+    if let ObservedValue::Histogram(h) = &obs.value
+        && let Some(out) = outputs.get(&key)
+        && let Some(oh) = &out.values.histogram
+        && oh.bounds != h.bounds
+    {
+        histogram_fits = false;
+        count_mismatch(guards, &key, target_id, &obs.series);
+    }
+    SourceState {
+        last: None,
+        key,
+        last_seen: now,
+        histogram_fits,
     }
 }
 

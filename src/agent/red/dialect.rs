@@ -171,6 +171,7 @@ impl Dialects {
             (0..self.rules.len()).map(|_| HashMap::new()).collect();
         let mut ms_units: Vec<bool> = vec![false; self.rules.len()];
         let mut process_start = None;
+        let mut key = String::with_capacity(256);
         for entry in Parser::new(body, format) {
             let sample = match entry? {
                 Entry::Sample(s) => s,
@@ -195,34 +196,46 @@ impl Dialects {
                 continue;
             };
             let rule = &self.rules[i];
-            let labels: Vec<(&str, &str)> = sample
+            let mut labels: Vec<(&str, &str)> = sample
                 .labels
                 .iter()
                 .map(|(k, v)| (&**k, &**v))
                 .filter(|(k, _)| *k != "le")
                 .collect();
-            let (red, error) = map_labels(rule, &labels);
+            labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            write_series_key(&mut key, &rule.metric, &labels);
             match part {
                 Part::Counter => {
                     if sample.value.is_nan() {
                         continue;
                     }
+                    let (red, error) = map_labels(rule, &labels);
                     counters[i].push(RawCounter {
-                        series: series_key(&rule.metric, &labels),
+                        series: key.clone(),
                         labels: red,
                         error,
                         value: sample.value,
                     });
                 }
                 Part::Bucket | Part::Sum | Part::Count => {
-                    let key = series_key(&rule.metric, &labels);
-                    let h = histograms[i].entry(key).or_insert_with(|| RawHistogram {
-                        labels: red,
-                        error,
-                        buckets: Vec::new(),
-                        sum: None,
-                        count: None,
-                    });
+                    // Most samples of a histogram belong to a series already met: look it up
+                    // by the reused key buffer and map its labels only the first time.
+                    if !histograms[i].contains_key(key.as_str()) {
+                        let (red, error) = map_labels(rule, &labels);
+                        histograms[i].insert(
+                            key.clone(),
+                            RawHistogram {
+                                labels: red,
+                                error,
+                                buckets: Vec::new(),
+                                sum: None,
+                                count: None,
+                            },
+                        );
+                    }
+                    let h = histograms[i]
+                        .get_mut(key.as_str())
+                        .expect("inserted above");
                     match part {
                         Part::Bucket => {
                             let le = sample.label("le").ok_or_else(|| ExtractError::Invalid {
@@ -395,21 +408,19 @@ fn fill_template(template: &str, labels: &[(&str, &str)]) -> String {
     out
 }
 
-/// `metric{a="1",b="2"}` with labels sorted by name: the identity of a source series.
-fn series_key(metric: &str, labels: &[(&str, &str)]) -> String {
-    let mut sorted: Vec<&(&str, &str)> = labels.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut key = String::with_capacity(metric.len() + 64);
+/// Writes `metric{a="1",b="2",}` into `key`, for labels already sorted by name: the identity
+/// of a source series.
+fn write_series_key(key: &mut String, metric: &str, labels: &[(&str, &str)]) {
+    key.clear();
     key.push_str(metric);
     key.push('{');
-    for (k, v) in sorted {
+    for (k, v) in labels {
         key.push_str(k);
         key.push_str("=\"");
         key.push_str(v);
         key.push_str("\",");
     }
     key.push('}');
-    key
 }
 
 #[cfg(test)]
@@ -543,9 +554,24 @@ mod tests {
 
     #[test]
     fn the_series_identity_does_not_depend_on_label_order() {
-        assert_eq!(
-            series_key("m", &[("b", "2"), ("a", "1")]),
-            series_key("m", &[("a", "1"), ("b", "2")])
-        );
+        let body = "x_total{a=\"1\",b=\"2\"} 1\n";
+        let swapped = "x_total{b=\"2\",a=\"1\"} 1\n";
+        let rules = vec![MappingRule {
+            metric: "x_total".into(),
+            kind: RuleKind::Requests,
+            dialect: None,
+            protocol: None,
+            route: vec!["a".into()],
+            route_template: None,
+            method: vec![],
+            default_method: None,
+            code: vec![],
+            errors: Default::default(),
+            unit: None,
+        }];
+        let d = Dialects::new(rules);
+        let one = d.extract(body, Format::PrometheusText, 10).unwrap();
+        let two = d.extract(swapped, Format::PrometheusText, 10).unwrap();
+        assert_eq!(one.observations[0].series, two.observations[0].series);
     }
 }
