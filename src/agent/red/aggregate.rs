@@ -251,7 +251,10 @@ impl Aggregator {
             for key in self.outputs.keys() {
                 if key.route != OTHER_ROUTE {
                     self.routes
-                        .entry((key.workload.namespace.clone(), key.workload.workload.clone()))
+                        .entry((
+                            key.workload.namespace.clone(),
+                            key.workload.workload.clone(),
+                        ))
                         .or_default()
                         .insert(key.route.clone());
                 }
@@ -310,10 +313,7 @@ fn new_source(
         routes.insert(obs.labels.route.clone());
         obs.labels.route.clone()
     } else {
-        guards
-            .entry(workload.clone())
-            .or_default()
-            .collapsed_routes += 1;
+        guards.entry(workload.clone()).or_default().collapsed_routes += 1;
         OTHER_ROUTE.to_string()
     };
     let key = OutputKey {
@@ -387,10 +387,18 @@ fn histogram_delta(last: Option<&Last>, h: &HistogramObs) -> HistogramDelta {
     }) = last
         && *bounds == h.bounds
         && h.count >= *count
-        && h.cumulative.iter().zip(cumulative).all(|(new, old)| new >= old)
+        && h.cumulative
+            .iter()
+            .zip(cumulative)
+            .all(|(new, old)| new >= old)
     {
         return HistogramDelta {
-            cumulative: h.cumulative.iter().zip(cumulative).map(|(n, o)| n - o).collect(),
+            cumulative: h
+                .cumulative
+                .iter()
+                .zip(cumulative)
+                .map(|(n, o)| n - o)
+                .collect(),
             sum: h.sum - sum,
             count: h.count - count,
         };
@@ -459,8 +467,20 @@ mod tests {
     fn a_drop_in_a_counter_is_treated_as_a_reset() {
         let mut agg = Aggregator::new(100, Duration::from_secs(3600));
         let t = Instant::now();
-        agg.apply("pod-a", &wl("api"), vec![counter("/", "200", 100.0)], None, t);
-        agg.apply("pod-a", &wl("api"), vec![counter("/", "200", 130.0)], None, t);
+        agg.apply(
+            "pod-a",
+            &wl("api"),
+            vec![counter("/", "200", 100.0)],
+            None,
+            t,
+        );
+        agg.apply(
+            "pod-a",
+            &wl("api"),
+            vec![counter("/", "200", 130.0)],
+            None,
+            t,
+        );
         agg.apply("pod-a", &wl("api"), vec![counter("/", "200", 4.0)], None, t);
         assert_eq!(requests(&agg, "/"), 134.0);
     }
@@ -470,10 +490,28 @@ mod tests {
         let mut agg = Aggregator::new(100, Duration::from_secs(3600));
         let t = Instant::now();
         let w = wl("api");
-        agg.apply("pod-a", &w, vec![counter("/", "200", 10.0)], Some(1000.0), t);
-        agg.apply("pod-a", &w, vec![counter("/", "200", 12.0)], Some(1000.0), t);
+        agg.apply(
+            "pod-a",
+            &w,
+            vec![counter("/", "200", 10.0)],
+            Some(1000.0),
+            t,
+        );
+        agg.apply(
+            "pod-a",
+            &w,
+            vec![counter("/", "200", 12.0)],
+            Some(1000.0),
+            t,
+        );
         // Restarted and already served 15 requests: more than the 12 seen before.
-        agg.apply("pod-a", &w, vec![counter("/", "200", 15.0)], Some(2000.0), t);
+        agg.apply(
+            "pod-a",
+            &w,
+            vec![counter("/", "200", 15.0)],
+            Some(2000.0),
+            t,
+        );
         assert_eq!(requests(&agg, "/"), 27.0);
     }
 
@@ -481,7 +519,13 @@ mod tests {
     fn a_vanished_pods_contribution_is_kept() {
         let mut agg = Aggregator::new(100, Duration::from_secs(3600));
         let t = Instant::now();
-        agg.apply("pod-a", &wl("api"), vec![counter("/", "500", 10.0)], None, t);
+        agg.apply(
+            "pod-a",
+            &wl("api"),
+            vec![counter("/", "500", 10.0)],
+            None,
+            t,
+        );
         agg.apply("pod-b", &wl("api"), vec![counter("/", "500", 5.0)], None, t);
         agg.apply("pod-b", &wl("api"), vec![counter("/", "500", 8.0)], None, t);
         let out = agg.outputs();
@@ -503,7 +547,13 @@ mod tests {
         assert_eq!(requests(&agg, "/a") + requests(&agg, "/b"), 2.0);
         assert_eq!(agg.guards()[0].1.collapsed_routes, 2);
         // The cap is per workload: another workload still gets its own routes.
-        agg.apply("pod-b", &wl("web"), vec![counter("/z", "200", 1.0)], None, t);
+        agg.apply(
+            "pod-b",
+            &wl("web"),
+            vec![counter("/z", "200", 1.0)],
+            None,
+            t,
+        );
         assert_eq!(requests(&agg, "/z"), 1.0);
     }
 
@@ -511,8 +561,20 @@ mod tests {
     fn histograms_with_different_bounds_are_never_mixed() {
         let mut agg = Aggregator::new(100, Duration::from_secs(3600));
         let t = Instant::now();
-        agg.apply("pod-a", &wl("api"), vec![hist("/", &[0.1, 1.0], &[1.0, 2.0, 3.0], 1.5)], None, t);
-        agg.apply("pod-b", &wl("api"), vec![hist("/", &[0.5], &[4.0, 4.0], 0.4)], None, t);
+        agg.apply(
+            "pod-a",
+            &wl("api"),
+            vec![hist("/", &[0.1, 1.0], &[1.0, 2.0, 3.0], 1.5)],
+            None,
+            t,
+        );
+        agg.apply(
+            "pod-b",
+            &wl("api"),
+            vec![hist("/", &[0.5], &[4.0, 4.0], 0.4)],
+            None,
+            t,
+        );
         let out = agg.outputs();
         let h = out[0].1.histogram.as_ref().unwrap();
         assert_eq!(h.bounds, [0.1, 1.0]);
@@ -527,9 +589,27 @@ mod tests {
         let mut agg = Aggregator::new(100, Duration::from_secs(3600));
         let t = Instant::now();
         let b = [0.1, 1.0];
-        agg.apply("p", &wl("api"), vec![hist("/", &b, &[1.0, 2.0, 3.0], 1.0)], None, t);
-        agg.apply("p", &wl("api"), vec![hist("/", &b, &[2.0, 4.0, 5.0], 2.0)], None, t);
-        agg.apply("p", &wl("api"), vec![hist("/", &b, &[1.0, 1.0, 1.0], 0.05)], None, t);
+        agg.apply(
+            "p",
+            &wl("api"),
+            vec![hist("/", &b, &[1.0, 2.0, 3.0], 1.0)],
+            None,
+            t,
+        );
+        agg.apply(
+            "p",
+            &wl("api"),
+            vec![hist("/", &b, &[2.0, 4.0, 5.0], 2.0)],
+            None,
+            t,
+        );
+        agg.apply(
+            "p",
+            &wl("api"),
+            vec![hist("/", &b, &[1.0, 1.0, 1.0], 0.05)],
+            None,
+            t,
+        );
         let h = agg.outputs()[0].1.histogram.clone().unwrap();
         assert_eq!(h.cumulative, [3.0, 5.0, 6.0]);
         assert_eq!(h.count, 6.0);
@@ -540,7 +620,13 @@ mod tests {
     fn state_unseen_for_the_ttl_is_dropped_and_fresh_state_is_kept() {
         let mut agg = Aggregator::new(1, Duration::from_secs(60));
         let t0 = Instant::now();
-        agg.apply("old", &wl("gone"), vec![counter("/x", "200", 3.0)], None, t0);
+        agg.apply(
+            "old",
+            &wl("gone"),
+            vec![counter("/x", "200", 3.0)],
+            None,
+            t0,
+        );
         let t1 = t0 + Duration::from_secs(50);
         agg.apply("new", &wl("api"), vec![counter("/y", "200", 1.0)], None, t1);
         assert_eq!(agg.evict(t0 + Duration::from_secs(61)), 1);

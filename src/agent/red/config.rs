@@ -160,7 +160,10 @@ impl RedConfig {
     pub fn effective_rules(&self) -> Vec<MappingRule> {
         let mut rules = self.rules.clone();
         if self.builtin_dialects {
-            rules.extend(builtin_rules(&self.http_error_codes, &self.grpc_error_codes));
+            rules.extend(builtin_rules(
+                &self.http_error_codes,
+                &self.grpc_error_codes,
+            ));
         }
         rules
     }
@@ -435,7 +438,10 @@ mod tests {
         assert_eq!(config.scrape_timeout, Duration::from_secs(2));
         assert_eq!(config.max_routes_per_workload, 7);
         assert_eq!(config.rules[0].metric, "prometheus_http_requests_total");
-        assert_eq!(config.effective_rules()[0].dialect(), "prometheus_http_requests_total");
+        assert_eq!(
+            config.effective_rules()[0].dialect(),
+            "prometheus_http_requests_total"
+        );
         assert_eq!(config.static_targets[0].workload.as_deref(), Some("demo"));
     }
 

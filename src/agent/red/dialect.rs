@@ -166,12 +166,16 @@ impl Dialects {
         sample_limit: usize,
     ) -> Result<Extracted, ExtractError> {
         let mut samples = 0usize;
-        let mut counters: Vec<Vec<RawCounter>> = (0..self.rules.len()).map(|_| Vec::new()).collect();
+        let mut counters: Vec<Vec<RawCounter>> =
+            (0..self.rules.len()).map(|_| Vec::new()).collect();
         let mut histograms: Vec<HashMap<String, RawHistogram>> =
             (0..self.rules.len()).map(|_| HashMap::new()).collect();
         let mut ms_units: Vec<bool> = vec![false; self.rules.len()];
         let mut process_start = None;
         let mut key = String::with_capacity(256);
+        let mut last_name: Option<String> = None;
+        let mut last_hit: Option<(usize, Part)> = None;
+        let mut current: Option<(usize, String, RawHistogram)> = None;
         for entry in Parser::new(body, format) {
             let sample = match entry? {
                 Entry::Sample(s) => s,
@@ -189,7 +193,14 @@ impl Dialects {
                     limit: sample_limit,
                 });
             }
-            let Some(&(i, part)) = self.names.get(&*sample.name) else {
+            // Samples of one family come in runs: reuse the last name's lookup.
+            if last_name.is_none() || last_name.as_deref() != Some(&*sample.name) {
+                last_hit = self.names.get(&*sample.name).copied();
+                let buffer = last_name.get_or_insert_with(String::new);
+                buffer.clear();
+                buffer.push_str(&sample.name);
+            }
+            let Some((i, part)) = last_hit else {
                 if sample.name == PROCESS_START && sample.labels.is_empty() {
                     process_start = Some(sample.value);
                 }
@@ -218,24 +229,24 @@ impl Dialects {
                     });
                 }
                 Part::Bucket | Part::Sum | Part::Count => {
-                    // Most samples of a histogram belong to a series already met: look it up
-                    // by the reused key buffer and map its labels only the first time.
-                    if !histograms[i].contains_key(key.as_str()) {
+                    // The samples of one histogram series come in a run: gather them in
+                    // `current` and touch the map once per series.
+                    let same = matches!(&current, Some((r, k, _)) if *r == i && *k == key);
+                    if !same {
+                        if let Some((r, k, raw)) = current.take() {
+                            merge_histogram(&mut histograms[r], k, raw);
+                        }
                         let (red, error) = map_labels(rule, &labels);
-                        histograms[i].insert(
-                            key.clone(),
-                            RawHistogram {
-                                labels: red,
-                                error,
-                                buckets: Vec::new(),
-                                sum: None,
-                                count: None,
-                            },
-                        );
+                        let raw = RawHistogram {
+                            labels: red,
+                            error,
+                            buckets: Vec::new(),
+                            sum: None,
+                            count: None,
+                        };
+                        current = Some((i, key.clone(), raw));
                     }
-                    let h = histograms[i]
-                        .get_mut(key.as_str())
-                        .expect("inserted above");
+                    let h = &mut current.as_mut().expect("set above").2;
                     match part {
                         Part::Bucket => {
                             let le = sample.label("le").ok_or_else(|| ExtractError::Invalid {
@@ -253,6 +264,10 @@ impl Dialects {
                     }
                 }
             }
+        }
+
+        if let Some((r, k, raw)) = current.take() {
+            merge_histogram(&mut histograms[r], k, raw);
         }
 
         // Per protocol, the first dialect (in rule order) with samples wins.
@@ -314,8 +329,27 @@ impl Dialects {
     }
 }
 
+/// Adds a run of samples of one histogram series to what earlier runs gave (a series split
+/// over two runs is unusual but legal).
+fn merge_histogram(map: &mut HashMap<String, RawHistogram>, key: String, raw: RawHistogram) {
+    match map.get_mut(&key) {
+        Some(h) => {
+            h.buckets.extend(raw.buckets);
+            h.sum = raw.sum.or(h.sum);
+            h.count = raw.count.or(h.count);
+        }
+        None => {
+            map.insert(key, raw);
+        }
+    }
+}
+
 /// Builds a cumulative histogram in seconds; `None` when there is neither a count nor a bucket.
-fn finish_histogram(raw: &RawHistogram, millis: bool, feeds_requests: bool) -> Option<HistogramObs> {
+fn finish_histogram(
+    raw: &RawHistogram,
+    millis: bool,
+    feeds_requests: bool,
+) -> Option<HistogramObs> {
     let mut buckets = raw.buckets.clone();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     buckets.dedup_by(|a, b| a.0 == b.0);
@@ -442,7 +476,9 @@ mod tests {
             grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 10\n\
             grpc_server_handled_total{grpc_code=\"Unavailable\",grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 2\n\
             grpc_server_handled_total{grpc_code=\"NotFound\",grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 3\n";
-        let out = builtin().extract(body, Format::PrometheusText, 100).unwrap();
+        let out = builtin()
+            .extract(body, Format::PrometheusText, 100)
+            .unwrap();
         let obs = by_route(&out.observations, "/etcdserverpb.KV/Range");
         assert_eq!(obs.len(), 3);
         let errors: Vec<&str> = obs
@@ -462,7 +498,9 @@ mod tests {
             http_request_duration_milliseconds_bucket{handler=\"/a\",le=\"+Inf\"} 6\n\
             http_request_duration_milliseconds_sum{handler=\"/a\"} 1500\n\
             http_request_duration_milliseconds_count{handler=\"/a\"} 6\n";
-        let out = builtin().extract(body, Format::PrometheusText, 100).unwrap();
+        let out = builtin()
+            .extract(body, Format::PrometheusText, 100)
+            .unwrap();
         let ObservedValue::Histogram(h) = &out.observations[0].value else {
             panic!("expected a histogram, got {:?}", out.observations[0]);
         };
@@ -490,7 +528,9 @@ mod tests {
         let body = "# TYPE app_latency histogram\n# UNIT app_latency milliseconds\n\
             app_latency_bucket{path=\"/x\",le=\"250\"} 1\napp_latency_bucket{path=\"/x\",le=\"+Inf\"} 1\n\
             app_latency_sum{path=\"/x\"} 200\napp_latency_count{path=\"/x\"} 1\n# EOF\n";
-        let out = Dialects::new(rules).extract(body, Format::OpenMetrics, 100).unwrap();
+        let out = Dialects::new(rules)
+            .extract(body, Format::OpenMetrics, 100)
+            .unwrap();
         let ObservedValue::Histogram(h) = &out.observations[0].value else {
             panic!("expected a histogram");
         };
@@ -504,7 +544,9 @@ mod tests {
             http_server_requests_seconds_count{method=\"GET\",outcome=\"SERVER_ERROR\",status=\"503\",uri=\"/pay\"} 4\n\
             http_server_requests_seconds_sum{method=\"GET\",outcome=\"SERVER_ERROR\",status=\"503\",uri=\"/pay\"} 2.5\n\
             http_server_requests_seconds_max{method=\"GET\",outcome=\"SERVER_ERROR\",status=\"503\",uri=\"/pay\"} 1.1\n";
-        let out = builtin().extract(body, Format::PrometheusText, 100).unwrap();
+        let out = builtin()
+            .extract(body, Format::PrometheusText, 100)
+            .unwrap();
         assert_eq!(out.observations.len(), 1);
         let o = &out.observations[0];
         assert!(o.error);
@@ -523,7 +565,9 @@ mod tests {
             http_request_duration_seconds_bucket{handler=\"/\",method=\"get\",le=\"+Inf\"} 7\n\
             http_request_duration_seconds_sum{handler=\"/\",method=\"get\"} 0.7\n\
             http_request_duration_seconds_count{handler=\"/\",method=\"get\"} 7\n";
-        let out = builtin().extract(body, Format::PrometheusText, 100).unwrap();
+        let out = builtin()
+            .extract(body, Format::PrometheusText, 100)
+            .unwrap();
         let hist = out
             .observations
             .iter()
@@ -540,15 +584,35 @@ mod tests {
         let body = "http_requests_total{code=\"200\",handler=\"/\"} 7\n\
             http_server_request_duration_seconds_count{http_route=\"/\"} 7\n\
             http_server_request_duration_seconds_sum{http_route=\"/\"} 1\n";
-        let out = builtin().extract(body, Format::PrometheusText, 100).unwrap();
+        let out = builtin()
+            .extract(body, Format::PrometheusText, 100)
+            .unwrap();
         assert_eq!(out.observations.len(), 1);
         assert_eq!(out.observations[0].value, ObservedValue::Counter(7.0));
     }
 
     #[test]
+    fn a_histogram_series_split_over_two_runs_is_put_back_together() {
+        let body = "http_request_duration_seconds_bucket{handler=\"/a\",le=\"0.1\"} 1\n\
+            http_request_duration_seconds_bucket{handler=\"/b\",le=\"+Inf\"} 9\n\
+            http_request_duration_seconds_bucket{handler=\"/a\",le=\"+Inf\"} 2\n\
+            http_request_duration_seconds_count{handler=\"/a\"} 2\n";
+        let out = builtin().extract(body, Format::PrometheusText, 100).unwrap();
+        let a = by_route(&out.observations, "/a");
+        assert_eq!(a.len(), 1);
+        let ObservedValue::Histogram(h) = &a[0].value else {
+            panic!("expected a histogram");
+        };
+        assert_eq!(h.bounds, [0.1]);
+        assert_eq!(h.cumulative, [1.0, 2.0]);
+    }
+
+    #[test]
     fn more_samples_than_the_limit_reject_the_scrape() {
         let body = "a 1\nb 2\nc 3\n";
-        let err = builtin().extract(body, Format::PrometheusText, 2).unwrap_err();
+        let err = builtin()
+            .extract(body, Format::PrometheusText, 2)
+            .unwrap_err();
         assert!(matches!(err, ExtractError::SampleLimit { limit: 2 }));
     }
 

@@ -2,10 +2,23 @@
 //! normalize each dialect onto one schema, aggregate per workload monotonically, and encode the
 //! result on the agent's `/metrics`.
 //!
-//! The collection loop owns one [`RedCollector`] and calls [`RedCollector::collect`] once per
-//! interval with the current targets ([`targets::pod_targets`] plus
-//! [`RedCollector::static_targets`]); `/metrics` encodes the latest result through the
-//! [`render::RedMetrics`] collector registered once in the agent's registry.
+//! How the agent uses it:
+//!
+//! ```text
+//! let config = RedConfig::from_file(path)?;            // the `red:` section; defaults without it
+//! let mut red = RedCollector::new(config, node, interval)?;
+//! registry.register_collector(Box::new(red.metrics())); // once: /metrics encodes the latest result
+//! let statics = red.static_targets(&args.static_target)?;
+//! loop {                                               // once per interval
+//!     let mut targets = targets::pod_targets(&pod_list, node);
+//!     targets.extend(statics.iter().cloned());
+//!     red.collect(targets).await;                      // publishes the new snapshot itself
+//! }
+//! ```
+//!
+//! `collect` spreads the scrapes over `spread` (each target at a fixed offset from a hash of its
+//! URL) and returns after the last one, so the interval must exceed `spread + scrape_timeout`
+//! (the default spread guarantees that).
 
 pub mod aggregate;
 pub mod config;
@@ -21,8 +34,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use aggregate::{Aggregator, WorkloadRef};
 use crate::exposition::Format;
+use aggregate::{Aggregator, WorkloadRef};
 use config::RedConfig;
 use dialect::{Dialects, ExtractError, Extracted};
 use render::{RedMetrics, RedSnapshot, TargetStatus};
@@ -89,7 +102,11 @@ pub struct RedCollector {
 impl RedCollector {
     /// A collector for the agent on `node`, collecting every `interval`. Scrapes are spread
     /// over `config.spread`, by default half of what the interval leaves after the timeout.
-    pub fn new(config: RedConfig, node: impl Into<String>, interval: Duration) -> Result<Self, RedError> {
+    pub fn new(
+        config: RedConfig,
+        node: impl Into<String>,
+        interval: Duration,
+    ) -> Result<Self, RedError> {
         let spread = config
             .spread
             .unwrap_or_else(|| interval.saturating_sub(config.scrape_timeout) / 2);
@@ -122,20 +139,28 @@ impl RedCollector {
     /// is reported as down and counted, and the others are unaffected.
     pub async fn collect(&mut self, targets: Vec<Target>) -> Arc<RedSnapshot> {
         let mut unique = HashSet::new();
-        let targets: Vec<Target> = targets.into_iter().filter(|t| unique.insert(t.id())).collect();
+        let targets: Vec<Target> = targets
+            .into_iter()
+            .filter(|t| unique.insert(t.id()))
+            .collect();
         let started = tokio::time::Instant::now();
         let permits = Arc::new(Semaphore::new(self.config.max_concurrent_scrapes));
         let mut tasks = JoinSet::new();
         for (index, target) in targets.iter().enumerate() {
             let offset = scrape::spread_offset(&target.url, self.spread);
-            let (permits, client, dialects) = (permits.clone(), self.client.clone(), self.dialects.clone());
+            let (permits, client, dialects) =
+                (permits.clone(), self.client.clone(), self.dialects.clone());
             let (url, timeout) = (target.url.clone(), self.config.scrape_timeout);
             let (max_body, sample_limit) = (self.config.max_body_bytes, self.config.sample_limit);
             tasks.spawn(async move {
                 tokio::time::sleep_until(started + offset).await;
-                let _permit = permits.acquire_owned().await.expect("semaphore never closed");
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed");
                 let t0 = Instant::now();
-                let result = scrape_one(&client, &dialects, &url, timeout, max_body, sample_limit).await;
+                let result =
+                    scrape_one(&client, &dialects, &url, timeout, max_body, sample_limit).await;
                 (index, result, t0.elapsed())
             });
         }
@@ -168,7 +193,9 @@ impl RedCollector {
     /// Parses and normalizes one scrape body with this collector's rules and sample limit
     /// (the CPU part of a scrape; [`RedCollector::collect`] does it right after fetching).
     pub fn parse(&self, body: &str, format: Format) -> Result<Extracted, ScrapeError> {
-        Ok(self.dialects.extract(body, format, self.config.sample_limit)?)
+        Ok(self
+            .dialects
+            .extract(body, format, self.config.sample_limit)?)
     }
 
     /// Folds one collection's scrape results into the RED series, drops stale state,

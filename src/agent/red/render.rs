@@ -63,7 +63,10 @@ impl RedMetrics {
 
     /// The snapshot currently served.
     pub fn latest(&self) -> Arc<RedSnapshot> {
-        self.latest.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -204,7 +207,8 @@ fn encode_snapshot(s: &RedSnapshot, mut encoder: DescriptorEncoder) -> Result<()
         )?;
         for t in &s.targets {
             let labels = target_labels(t);
-            m.encode_family(&labels)?.encode_gauge(&(t.samples as u64))?;
+            m.encode_family(&labels)?
+                .encode_gauge(&(t.samples as u64))?;
         }
     }
     {

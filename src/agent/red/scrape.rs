@@ -113,7 +113,8 @@ async fn fetch_inner(
         }
         body.extend_from_slice(&chunk);
     }
-    let body = String::from_utf8(body).map_err(|e| FetchError::NotUtf8(e.utf8_error().valid_up_to()))?;
+    let body =
+        String::from_utf8(body).map_err(|e| FetchError::NotUtf8(e.utf8_error().valid_up_to()))?;
     Ok(Fetched { body, format })
 }
 
@@ -156,7 +157,11 @@ mod tests {
             .map(|i| spread_offset(&format!("http://10.0.0.{i}:8080/metrics"), w))
             .collect();
         assert!(offsets.iter().all(|o| *o < w));
-        assert!(offsets.len() > 40, "50 targets got only {} offsets", offsets.len());
+        assert!(
+            offsets.len() > 40,
+            "50 targets got only {} offsets",
+            offsets.len()
+        );
         assert_eq!(spread_offset("x", Duration::ZERO), Duration::ZERO);
     }
 }

@@ -140,7 +140,10 @@ pub fn static_targets(
         };
         let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(bad(format!("scheme `{}` is not http or https", parsed.scheme())));
+            return Err(bad(format!(
+                "scheme `{}` is not http or https",
+                parsed.scheme()
+            )));
         }
         let host = parsed
             .host_str()
@@ -203,7 +206,9 @@ mod tests {
                 .annotations
                 .insert(SCRAPE_ANNOTATION.into(), "true".into());
             if let Some(port) = port {
-                p.metadata.annotations.insert(PORT_ANNOTATION.into(), port.into());
+                p.metadata
+                    .annotations
+                    .insert(PORT_ANNOTATION.into(), port.into());
             }
         };
         annotate(&mut pods.items[running[0]], Some("8080"));
@@ -217,7 +222,10 @@ mod tests {
         let p = &pods.items[running[0]];
         assert_eq!(
             targets[0].url,
-            format!("http://{}:8080/metrics", p.status.pod_ip.as_deref().unwrap())
+            format!(
+                "http://{}:8080/metrics",
+                p.status.pod_ip.as_deref().unwrap()
+            )
         );
         assert_eq!(targets[0].pod, p.metadata.name);
         assert_eq!(targets[0].workload.namespace, p.metadata.namespace);
@@ -252,7 +260,10 @@ mod tests {
             workload: Some("checkout".into()),
         }];
         let targets = static_targets(
-            &["http://127.0.0.1:9100/metrics".into(), "http://demo:8080/metrics".into()],
+            &[
+                "http://127.0.0.1:9100/metrics".into(),
+                "http://demo:8080/metrics".into(),
+            ],
             &config,
         )
         .unwrap();
