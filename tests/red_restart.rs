@@ -11,7 +11,10 @@ use kubesignal::agent::red::RedCollector;
 use kubesignal::agent::red::config::RedConfig;
 use kubesignal::agent::red::render::encode_text;
 use kubesignal::agent::red::targets::pod_targets;
-use red::{AppServer, FIXTURE_NODE, MetricsServer, PrometheusProcess, Reply, TEXT, annotated_pod, fixture_pods, samples};
+use red::{
+    AppServer, FIXTURE_NODE, MetricsServer, PrometheusProcess, Reply, TEXT, annotated_pod,
+    fixture_pods, samples,
+};
 
 const POD_A: &str = "e2e-deployment-6fb786454b-mrr5s";
 const POD_B: &str = "e2e-deployment-6fb786454b-7fsxc";
@@ -63,6 +66,10 @@ impl App {
     }
 }
 
+/// Requests served by A (ok, failed) since the previous step, whether A restarted before
+/// serving them, and B's (ok, failed) while B exists.
+type Step = (u64, u64, bool, Option<(u64, u64)>);
+
 fn exported(text: &str, name: &str, code: &str) -> f64 {
     let found: Vec<f64> = samples(text, name)
         .into_iter()
@@ -95,7 +102,7 @@ async fn requests_never_decrease_and_equal_the_requests_served_across_a_restart_
     // Each step: requests served by A and B since the previous step, whether A restarted
     // before serving them, and whether B still exists. A's last restart leaves its error
     // counter above its old value: only the new start time shows the reset.
-    let steps: [(u64, u64, bool, Option<(u64, u64)>); 6] = [
+    let steps: [Step; 6] = [
         (100, 3, false, Some((50, 1))),
         (50, 2, false, Some((30, 0))),
         (20, 1, true, Some((15, 4))),
@@ -131,9 +138,16 @@ async fn requests_never_decrease_and_equal_the_requests_served_across_a_restart_
         let errors = exported(&text, "kubesignal_red_errors_total", "500");
         let count = exported(&text, "kubesignal_red_request_duration_seconds_count", "");
         assert_eq!(ok, served_ok as f64, "step {i}: requests with code 200");
-        assert_eq!(failed, served_failed as f64, "step {i}: requests with code 500");
+        assert_eq!(
+            failed, served_failed as f64,
+            "step {i}: requests with code 500"
+        );
         assert_eq!(errors, served_failed as f64, "step {i}: errors");
-        assert_eq!(count, (served_ok + served_failed) as f64, "step {i}: histogram count");
+        assert_eq!(
+            count,
+            (served_ok + served_failed) as f64,
+            "step {i}: histogram count"
+        );
         assert!(
             ok >= last_exported.0 && failed >= last_exported.1 && count >= last_exported.2,
             "step {i}: a RED counter decreased"
@@ -143,7 +157,10 @@ async fn requests_never_decrease_and_equal_the_requests_served_across_a_restart_
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +170,8 @@ async fn prometheus_computes_the_request_rate_and_sees_no_reset_across_an_applic
     let port = server.addr.port();
     let all = fixture_pods();
     let config = RedConfig::from_yaml("red:\n  spread: 0s\n").unwrap();
-    let mut collector = RedCollector::new(config, FIXTURE_NODE, Duration::from_millis(500)).unwrap();
+    let mut collector =
+        RedCollector::new(config, FIXTURE_NODE, Duration::from_millis(500)).unwrap();
     let metrics = MetricsServer::start(collector.metrics()).await;
     let prometheus = PrometheusProcess::start(metrics.addr).await;
 
@@ -180,7 +198,11 @@ async fn prometheus_computes_the_request_rate_and_sees_no_reset_across_an_applic
         let a_served = (RATE / 2.0 * (now - start).as_secs_f64()) as u64;
         let b_counter = (RATE / 2.0 * (now - b_started).as_secs_f64()) as u64;
         let mut a = App::new(1_700_000_000);
-        let mut b = App::new(if restarted { 1_700_000_100 } else { 1_700_000_005 });
+        let mut b = App::new(if restarted {
+            1_700_000_100
+        } else {
+            1_700_000_005
+        });
         a.serve(a_served, 0);
         b.serve(b_counter, 0);
         b_last_exposed = b_counter;
@@ -198,7 +220,10 @@ async fn prometheus_computes_the_request_rate_and_sees_no_reset_across_an_applic
     let series = "kubesignal_red_requests_total{workload=\"e2e-deployment\",code=\"200\"}";
     let last = prometheus.query(series).await;
     assert_eq!(last.len(), 1, "{last:?}");
-    assert_eq!(last[0].1, served_total as f64, "Prometheus holds the true total");
+    assert_eq!(
+        last[0].1, served_total as f64,
+        "Prometheus holds the true total"
+    );
     assert_eq!(last[0].0["node"], FIXTURE_NODE);
     let resets = prometheus.query(&format!("resets({series}[1m])")).await;
     assert_eq!(resets[0].1, 0.0, "the exported counter never reset");

@@ -597,7 +597,9 @@ mod tests {
             http_request_duration_seconds_bucket{handler=\"/b\",le=\"+Inf\"} 9\n\
             http_request_duration_seconds_bucket{handler=\"/a\",le=\"+Inf\"} 2\n\
             http_request_duration_seconds_count{handler=\"/a\"} 2\n";
-        let out = builtin().extract(body, Format::PrometheusText, 100).unwrap();
+        let out = builtin()
+            .extract(body, Format::PrometheusText, 100)
+            .unwrap();
         let a = by_route(&out.observations, "/a");
         assert_eq!(a.len(), 1);
         let ObservedValue::Histogram(h) = &a[0].value else {
