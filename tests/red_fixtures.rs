@@ -9,11 +9,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kubesignal::agent::kubelet::pods::PodList;
+use kubesignal::agent::red::RedCollector;
 use kubesignal::agent::red::config::RedConfig;
 use kubesignal::agent::red::render::encode_text;
 use kubesignal::agent::red::targets::pod_targets;
-use kubesignal::agent::red::RedCollector;
-use red::{AppServer, FIXTURE_NODE, OPENMETRICS, Reply, TEXT, annotated_pod, fixture, fixture_pods, samples};
+use red::{
+    AppServer, FIXTURE_NODE, OPENMETRICS, Reply, TEXT, annotated_pod, fixture, fixture_pods,
+    samples,
+};
 
 type Key = (String, String, String);
 
@@ -119,7 +122,11 @@ fn key(route: &str, method: &str, code: &str) -> Key {
 }
 
 fn le_key(route: &str, method: &str, code: &str, le: &str) -> Key {
-    let le: f64 = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+    let le: f64 = if le == "+Inf" {
+        f64::INFINITY
+    } else {
+        le.parse().unwrap()
+    };
     (route.into(), method.into(), format!("{code}|le={le}"))
 }
 
@@ -135,7 +142,10 @@ fn assert_close(actual: &BTreeMap<Key, f64>, expected: &BTreeMap<Key, f64>, what
     );
     for (k, e) in expected {
         let a = actual[k];
-        assert!((a - e).abs() <= 1e-9 * e.abs().max(1.0), "{what} {k:?}: got {a}, want {e}");
+        assert!(
+            (a - e).abs() <= 1e-9 * e.abs().max(1.0),
+            "{what} {k:?}: got {a}, want {e}"
+        );
     }
 }
 
@@ -151,14 +161,23 @@ async fn collect_scene() -> Scene {
     let prom = fixture("app-metrics/prometheus-server-237mfs.prom");
     server.set("/prom-a", Reply::text(prom.clone(), TEXT));
     server.set("/prom-b", Reply::gzipped(&prom, TEXT));
-    server.set("/etcd", Reply::text(fixture("app-metrics/nri-k8s-1_34-etcd.prom"), TEXT));
+    server.set(
+        "/etcd",
+        Reply::text(fixture("app-metrics/nri-k8s-1_34-etcd.prom"), TEXT),
+    );
     server.set(
         "/golang",
-        Reply::text(fixture("app-metrics/client-golang-random-example-5mfs.om.txt"), OPENMETRICS),
+        Reply::text(
+            fixture("app-metrics/client-golang-random-example-5mfs.om.txt"),
+            OPENMETRICS,
+        ),
     );
     server.set(
         "/otel-golden",
-        Reply::text(fixture("app-metrics/otel-go-exporter-histogram-golden.prom"), TEXT),
+        Reply::text(
+            fixture("app-metrics/otel-go-exporter-histogram-golden.prom"),
+            TEXT,
+        ),
     );
     server.set("/otel", Reply::text(OTEL_SEMCONV, TEXT));
     server.set("/micrometer", Reply::text(MICROMETER, TEXT));
@@ -196,7 +215,9 @@ async fn collect_scene() -> Scene {
     let text = encode_text(&snapshot);
     let accept = server.accept_headers();
     assert!(
-        accept.iter().all(|a| a.starts_with("application/openmetrics-text")),
+        accept
+            .iter()
+            .all(|a| a.starts_with("application/openmetrics-text")),
         "OpenMetrics must be asked for first: {accept:?}"
     );
     Scene {
@@ -209,18 +230,33 @@ async fn collect_scene() -> Scene {
 #[tokio::test]
 async fn prometheus_server_requests_errors_and_buckets_sum_over_both_pods_of_the_deployment() {
     let scene = collect_scene().await;
-    assert_eq!(scene.targets, 8, "the Failed pod and the unannotated pod are not targets");
+    assert_eq!(
+        scene.targets, 8,
+        "the Failed pod and the unannotated pod are not targets"
+    );
     let prom = fixture("app-metrics/prometheus-server-237mfs.prom");
 
     let (mut requests, mut errors) = (BTreeMap::new(), BTreeMap::new());
     for (l, v) in samples(&prom, "prometheus_http_requests_total") {
         let k = key(lbl(&l, "handler"), "", lbl(&l, "code"));
         add(&mut requests, k.clone(), 2.0 * v);
-        add(&mut errors, k, if lbl(&l, "code").starts_with('5') { 2.0 * v } else { 0.0 });
+        add(
+            &mut errors,
+            k,
+            if lbl(&l, "code").starts_with('5') {
+                2.0 * v
+            } else {
+                0.0
+            },
+        );
     }
     let (mut buckets, mut sums, mut counts) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     for (l, v) in samples(&prom, "prometheus_http_request_duration_seconds_bucket") {
-        add(&mut buckets, le_key(lbl(&l, "handler"), "", "", lbl(&l, "le")), 2.0 * v);
+        add(
+            &mut buckets,
+            le_key(lbl(&l, "handler"), "", "", lbl(&l, "le")),
+            2.0 * v,
+        );
     }
     for (l, v) in samples(&prom, "prometheus_http_request_duration_seconds_sum") {
         add(&mut sums, key(lbl(&l, "handler"), "", ""), 2.0 * v);
@@ -228,17 +264,32 @@ async fn prometheus_server_requests_errors_and_buckets_sum_over_both_pods_of_the
     for (l, v) in samples(&prom, "prometheus_http_request_duration_seconds_count") {
         add(&mut counts, key(lbl(&l, "handler"), "", ""), 2.0 * v);
     }
-    assert!(requests.len() > 50 && buckets.len() > 400, "the fixture is the real one");
+    assert!(
+        requests.len() > 50 && buckets.len() > 400,
+        "the fixture is the real one"
+    );
     let t = &scene.text;
     let wl = "e2e-deployment";
-    assert_close(&exported(t, "kubesignal_red_requests_total", wl), &requests, "requests");
-    assert_close(&exported(t, "kubesignal_red_errors_total", wl), &errors, "errors");
+    assert_close(
+        &exported(t, "kubesignal_red_requests_total", wl),
+        &requests,
+        "requests",
+    );
+    assert_close(
+        &exported(t, "kubesignal_red_errors_total", wl),
+        &errors,
+        "errors",
+    );
     assert_close(
         &exported(t, "kubesignal_red_request_duration_seconds_bucket", wl),
         &buckets,
         "buckets",
     );
-    assert_close(&exported(t, "kubesignal_red_request_duration_seconds_sum", wl), &sums, "sums");
+    assert_close(
+        &exported(t, "kubesignal_red_request_duration_seconds_sum", wl),
+        &sums,
+        "sums",
+    );
     assert_close(
         &exported(t, "kubesignal_red_request_duration_seconds_count", wl),
         &counts,
@@ -258,25 +309,63 @@ async fn prometheus_server_requests_errors_and_buckets_sum_over_both_pods_of_the
 async fn etcd_grpc_calls_become_service_method_routes_with_server_error_codes_as_errors() {
     let scene = collect_scene().await;
     let etcd = fixture("app-metrics/nri-k8s-1_34-etcd.prom");
-    let server_errors = ["Unknown", "DeadlineExceeded", "Unimplemented", "Internal", "Unavailable", "DataLoss"];
+    let server_errors = [
+        "Unknown",
+        "DeadlineExceeded",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+    ];
     let (mut requests, mut errors) = (BTreeMap::new(), BTreeMap::new());
     for (l, v) in samples(&etcd, "grpc_server_handled_total") {
         let route = format!("/{}/{}", lbl(&l, "grpc_service"), lbl(&l, "grpc_method"));
         let code = lbl(&l, "grpc_code");
         let k = key(&route, lbl(&l, "grpc_type"), code);
         add(&mut requests, k.clone(), v);
-        add(&mut errors, k, if server_errors.contains(&code) { v } else { 0.0 });
+        add(
+            &mut errors,
+            k,
+            if server_errors.contains(&code) {
+                v
+            } else {
+                0.0
+            },
+        );
     }
-    assert_eq!(requests.len(), 731, "every handled_total series of the fixture");
+    assert_eq!(
+        requests.len(),
+        731,
+        "every handled_total series of the fixture"
+    );
     let wl = "etcd-datagen-1-34";
-    assert_close(&exported(&scene.text, "kubesignal_red_requests_total", wl), &requests, "requests");
-    assert_close(&exported(&scene.text, "kubesignal_red_errors_total", wl), &errors, "errors");
-    assert!(exported(&scene.text, "kubesignal_red_request_duration_seconds_count", wl).is_empty());
+    assert_close(
+        &exported(&scene.text, "kubesignal_red_requests_total", wl),
+        &requests,
+        "requests",
+    );
+    assert_close(
+        &exported(&scene.text, "kubesignal_red_errors_total", wl),
+        &errors,
+        "errors",
+    );
+    assert!(
+        exported(
+            &scene.text,
+            "kubesignal_red_request_duration_seconds_count",
+            wl
+        )
+        .is_empty()
+    );
     let kind = samples(&scene.text, "kubesignal_red_requests_total")
         .into_iter()
         .find(|(l, _)| lbl(l, "workload") == wl)
         .map(|(l, _)| lbl(&l, "workload_kind").to_string());
-    assert_eq!(kind.as_deref(), Some("Pod"), "a static pod without owner is its own workload");
+    assert_eq!(
+        kind.as_deref(),
+        Some("Pod"),
+        "a static pod without owner is its own workload"
+    );
 }
 
 #[tokio::test]
@@ -294,9 +383,21 @@ async fn an_openmetrics_summary_gives_requests_count_and_sum_but_only_the_inf_bu
     assert_eq!(requests.len(), 3);
     let wl = "e2e-statefulset";
     let t = &scene.text;
-    assert_close(&exported(t, "kubesignal_red_requests_total", wl), &requests, "requests");
-    assert_close(&exported(t, "kubesignal_red_request_duration_seconds_bucket", wl), &infs, "buckets");
-    assert_close(&exported(t, "kubesignal_red_request_duration_seconds_sum", wl), &sums, "sums");
+    assert_close(
+        &exported(t, "kubesignal_red_requests_total", wl),
+        &requests,
+        "requests",
+    );
+    assert_close(
+        &exported(t, "kubesignal_red_request_duration_seconds_bucket", wl),
+        &infs,
+        "buckets",
+    );
+    assert_close(
+        &exported(t, "kubesignal_red_request_duration_seconds_sum", wl),
+        &sums,
+        "sums",
+    );
 }
 
 #[tokio::test]
@@ -310,12 +411,20 @@ async fn the_otel_golden_histogram_keeps_its_bucket_bounds_exactly() {
     assert_eq!(buckets.len(), 11);
     let t = &scene.text;
     assert_close(
-        &exported(t, "kubesignal_red_request_duration_seconds_bucket", "e2e-daemonset"),
+        &exported(
+            t,
+            "kubesignal_red_request_duration_seconds_bucket",
+            "e2e-daemonset",
+        ),
         &buckets,
         "buckets",
     );
     let requests = exported(t, "kubesignal_red_requests_total", "e2e-daemonset");
-    assert_eq!(requests.values().sum::<f64>(), 4.0, "the count feeds requests");
+    assert_eq!(
+        requests.values().sum::<f64>(),
+        4.0,
+        "the count feeds requests"
+    );
 }
 
 #[tokio::test]
@@ -323,7 +432,8 @@ async fn otel_semconv_and_micrometer_histograms_give_requests_and_errors_from_th
     let scene = collect_scene().await;
     let t = &scene.text;
     // OpenTelemetry: computed from the payload text.
-    let (mut requests, mut errors, mut buckets) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let (mut requests, mut errors, mut buckets) =
+        (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     for (l, v) in samples(OTEL_SEMCONV, "http_server_request_duration_seconds_count") {
         let code = lbl(&l, "http_response_status_code");
         let k = key(lbl(&l, "http_route"), lbl(&l, "http_request_method"), code);
@@ -339,10 +449,22 @@ async fn otel_semconv_and_micrometer_histograms_give_requests_and_errors_from_th
         );
         add(&mut buckets, k, v);
     }
-    assert_close(&exported(t, "kubesignal_red_requests_total", "e2e-hpa"), &requests, "otel requests");
-    assert_close(&exported(t, "kubesignal_red_errors_total", "e2e-hpa"), &errors, "otel errors");
     assert_close(
-        &exported(t, "kubesignal_red_request_duration_seconds_bucket", "e2e-hpa"),
+        &exported(t, "kubesignal_red_requests_total", "e2e-hpa"),
+        &requests,
+        "otel requests",
+    );
+    assert_close(
+        &exported(t, "kubesignal_red_errors_total", "e2e-hpa"),
+        &errors,
+        "otel errors",
+    );
+    assert_close(
+        &exported(
+            t,
+            "kubesignal_red_request_duration_seconds_bucket",
+            "e2e-hpa",
+        ),
         &buckets,
         "otel buckets",
     );
@@ -351,11 +473,27 @@ async fn otel_semconv_and_micrometer_histograms_give_requests_and_errors_from_th
     for (l, v) in samples(MICROMETER, "http_server_requests_seconds_count") {
         let k = key(lbl(&l, "uri"), lbl(&l, "method"), lbl(&l, "status"));
         add(&mut requests, k.clone(), v);
-        add(&mut errors, k, if lbl(&l, "outcome") == "SERVER_ERROR" { v } else { 0.0 });
+        add(
+            &mut errors,
+            k,
+            if lbl(&l, "outcome") == "SERVER_ERROR" {
+                v
+            } else {
+                0.0
+            },
+        );
     }
     let wl = "e2e-kube-state-metrics";
-    assert_close(&exported(t, "kubesignal_red_requests_total", wl), &requests, "micrometer requests");
-    assert_close(&exported(t, "kubesignal_red_errors_total", wl), &errors, "micrometer errors");
+    assert_close(
+        &exported(t, "kubesignal_red_requests_total", wl),
+        &requests,
+        "micrometer requests",
+    );
+    assert_close(
+        &exported(t, "kubesignal_red_errors_total", wl),
+        &errors,
+        "micrometer errors",
+    );
     assert_eq!(errors.values().sum::<f64>(), 3.0);
 }
 
@@ -372,7 +510,11 @@ async fn a_millisecond_histogram_is_exported_in_seconds_bounds_included() {
         add(&mut buckets, le_key("/search", "get", "", &le), v);
     }
     assert_close(
-        &exported(t, "kubesignal_red_request_duration_seconds_bucket", "coredns"),
+        &exported(
+            t,
+            "kubesignal_red_request_duration_seconds_bucket",
+            "coredns",
+        ),
         &buckets,
         "buckets",
     );
@@ -386,3 +528,75 @@ async fn a_millisecond_histogram_is_exported_in_seconds_bounds_included() {
     assert_eq!(errors.values().sum::<f64>(), 12.0);
 }
 
+#[tokio::test]
+async fn routes_past_the_cap_fold_into_other_without_losing_requests_and_bucket_mismatches_are_counted()
+ {
+    let server = AppServer::start().await;
+    let port = server.addr.port();
+    let prom = fixture("app-metrics/prometheus-server-237mfs.prom");
+    server.set("/prom", Reply::text(prom.clone(), TEXT));
+    // The same application with different bucket bounds on the second pod.
+    let other_bounds = prom.replace("le=\"0.1\"", "le=\"0.15\"");
+    server.set("/prom-rebucketed", Reply::text(other_bounds, TEXT));
+    let all = fixture_pods();
+    let mut pods = PodList::default();
+    pods.items.push(annotated_pod(
+        &all,
+        "e2e-deployment-6fb786454b-mrr5s",
+        port,
+        "/prom",
+    ));
+    pods.items.push(annotated_pod(
+        &all,
+        "e2e-deployment-6fb786454b-7fsxc",
+        port,
+        "/prom-rebucketed",
+    ));
+    let yaml = CONFIG.replace(
+        "  spread: 0s\n",
+        "  spread: 0s\n  max_routes_per_workload: 10\n",
+    );
+    let config = RedConfig::from_yaml(&yaml).unwrap();
+    let mut collector = RedCollector::new(config, FIXTURE_NODE, Duration::from_secs(15)).unwrap();
+    let snapshot = collector.collect(pod_targets(&pods, FIXTURE_NODE)).await;
+    let text = encode_text(&snapshot);
+
+    let requests = exported(&text, "kubesignal_red_requests_total", "e2e-deployment");
+    let routes: std::collections::BTreeSet<&str> = requests
+        .keys()
+        .map(|(route, _, _)| route.as_str())
+        .collect();
+    assert_eq!(routes.len(), 11, "10 routes plus other: {routes:?}");
+    assert!(routes.contains("other"));
+    let served: f64 = samples(&prom, "prometheus_http_requests_total")
+        .iter()
+        .map(|(_, v)| 2.0 * v)
+        .sum();
+    assert_eq!(
+        requests.values().sum::<f64>(),
+        served,
+        "no request lost to the cap"
+    );
+    let collapsed = samples(&text, "kubesignal_agent_red_routes_collapsed_total");
+    assert_eq!(collapsed.len(), 1);
+    assert!(collapsed[0].1 > 0.0);
+    // Every histogram series of the second pod differs in one bound: all are left out, and
+    // the exported buckets are exactly the first pod's.
+    let histograms = samples(&prom, "prometheus_http_request_duration_seconds_count").len();
+    let mismatches = samples(&text, "kubesignal_agent_red_bucket_mismatches_total");
+    assert_eq!(mismatches[0].1, histograms as f64);
+    let inf: f64 = exported(
+        &text,
+        "kubesignal_red_request_duration_seconds_bucket",
+        "e2e-deployment",
+    )
+    .iter()
+    .filter(|((_, _, code), _)| code.ends_with("le=inf"))
+    .map(|(_, v)| v)
+    .sum();
+    let first_pod: f64 = samples(&prom, "prometheus_http_request_duration_seconds_count")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(inf, first_pod);
+}
