@@ -159,3 +159,39 @@ async fn bad_targets_are_cut_off_and_counted_while_good_targets_keep_updating() 
         peak_rss_bytes() / MIB
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_in_flight_never_exceed_the_concurrency_limit_and_all_complete() {
+    let server = AppServer::start().await;
+    let mut urls = Vec::new();
+    for i in 0..6 {
+        let path = format!("/slow-{i}");
+        server.set(
+            &path,
+            Reply::Slow {
+                body: Arc::new(good_body(10 + i)),
+                delay: Duration::from_millis(300),
+            },
+        );
+        urls.push(server.url(&path));
+    }
+    let yaml = "red:\n  spread: 0s\n  max_concurrent_scrapes: 2\n";
+    let config = RedConfig::from_yaml(yaml).unwrap();
+    let mut collector = RedCollector::new(config, "node-1", Duration::from_secs(15)).unwrap();
+    let targets = collector.static_targets(&urls).unwrap();
+    let snapshot = collector.collect(targets).await;
+    assert_eq!(
+        server.max_in_flight(),
+        2,
+        "two scrapes at a time, and both slots used"
+    );
+    assert!(snapshot.targets.iter().all(|t| t.up));
+    // Static targets of one host share the workload `127.0.0.1` in namespace `static`.
+    let text = encode_text(&snapshot);
+    let total: f64 = samples(&text, "kubesignal_red_requests_total")
+        .iter()
+        .filter(|(l, _)| l["namespace"] == "static" && l["workload"] == "127.0.0.1")
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(total, (10..16).sum::<u64>() as f64);
+}

@@ -35,7 +35,9 @@ pub fn fixture(relative: &str) -> String {
             return text;
         }
     }
-    panic!("fixture {relative} not found in {candidates:?}; set KUBESIGNAL_FIXTURES to the fixtures directory");
+    panic!(
+        "fixture {relative} not found in {candidates:?}; set KUBESIGNAL_FIXTURES to the fixtures directory"
+    );
 }
 
 /// The real kubelet `/pods` payload of the k8s 1.34 fixture cluster.
@@ -78,6 +80,13 @@ pub enum Reply {
     },
     /// Never answers.
     Hang,
+    /// Answers `body` (text format) after a delay.
+    Slow {
+        /// The body.
+        body: Arc<String>,
+        /// How long to wait before answering.
+        delay: Duration,
+    },
     /// A valid-looking exposition generated lazily, `bytes` long in total.
     Endless {
         /// Total size.
@@ -135,6 +144,8 @@ struct AppState {
     routes: Mutex<HashMap<String, Reply>>,
     streamed: AtomicU64,
     accept: Mutex<Vec<String>>,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
 }
 
 /// A real HTTP server (axum on 127.0.0.1:0) answering each path as scripted.
@@ -181,6 +192,11 @@ impl AppServer {
         self.state.streamed.load(Ordering::Relaxed)
     }
 
+    /// Most `Slow` requests being answered at the same time so far.
+    pub fn max_in_flight(&self) -> u64 {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
     /// `Accept` headers received so far.
     pub fn accept_headers(&self) -> Vec<String> {
         self.state.accept.lock().unwrap().clone()
@@ -219,6 +235,16 @@ async fn answer(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap
             std::future::pending::<()>().await;
             unreachable!()
         }
+        Reply::Slow { body, delay } => {
+            let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            state.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Response::builder()
+                .header(header::CONTENT_TYPE, TEXT)
+                .body(Body::from((*body).clone()))
+                .unwrap()
+        }
         Reply::Endless { bytes } => {
             let chunk: Arc<Vec<u8>> = Arc::new(
                 "endless_metric{kind=\"filler\"} 1\n"
@@ -231,7 +257,9 @@ async fn answer(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap
                     if sent >= bytes {
                         return None;
                     }
-                    state.streamed.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    state
+                        .streamed
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     Some((
                         Ok::<_, std::io::Error>((*chunk).clone()),
                         sent + chunk.len() as u64,
@@ -250,9 +278,13 @@ async fn answer(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap
                     let end = (next + 2000).min(count);
                     let mut text = String::with_capacity(2000 * 48);
                     for i in next..end {
-                        text.push_str(&format!("http_requests_total{{code=\"200\",handler=\"/item/{i}\"}} 1\n"));
+                        text.push_str(&format!(
+                            "http_requests_total{{code=\"200\",handler=\"/item/{i}\"}} 1\n"
+                        ));
                     }
-                    state.streamed.fetch_add(text.len() as u64, Ordering::Relaxed);
+                    state
+                        .streamed
+                        .fetch_add(text.len() as u64, Ordering::Relaxed);
                     Some((Ok::<_, std::io::Error>(text.into_bytes()), end))
                 }
             });
@@ -382,8 +414,14 @@ impl PrometheusProcess {
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let port = free_port();
         let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
