@@ -20,7 +20,9 @@ use kubesignal::exposition::Format;
 
 const TARGETS: usize = 50;
 const SAMPLES: usize = 2000;
-const BOUNDS: [&str; 10] = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5"];
+const BOUNDS: [&str; 10] = [
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+];
 
 fn body(pod: usize, round: u64) -> String {
     let mut s = String::with_capacity(200 * 1024);
@@ -50,7 +52,12 @@ fn body(pod: usize, round: u64) -> String {
     s.push_str("# TYPE go_memstats_by_size_allocs gauge\n");
     let mut i = 0;
     while samples < SAMPLES {
-        writeln!(s, "go_memstats_by_size_allocs{{size=\"{i}\"}} {}", i * 31 + round as usize).unwrap();
+        writeln!(
+            s,
+            "go_memstats_by_size_allocs{{size=\"{i}\"}} {}",
+            i * 31 + round as usize
+        )
+        .unwrap();
         samples += 1;
         i += 1;
     }
