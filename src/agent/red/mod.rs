@@ -279,3 +279,21 @@ async fn scrape_one(
     let fetched = scrape::fetch(client, url, timeout, max_body).await?;
     Ok(dialects.extract(&fetched.body, fetched.format, sample_limit)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_collection_runs_on_a_spawned_task_and_publishes_its_snapshot() {
+        let mut collector =
+            RedCollector::new(RedConfig::default(), "node-1", Duration::from_secs(15)).unwrap();
+        let metrics = collector.metrics();
+        // tokio::spawn needs a Send future: the agent's loop can run collections on a task.
+        let snapshot = tokio::spawn(async move { collector.collect(Vec::new()).await })
+            .await
+            .unwrap();
+        assert_eq!(snapshot.node, "node-1");
+        assert!(Arc::ptr_eq(&snapshot, &metrics.latest()));
+    }
+}
