@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus_client::collector::Collector;
 use prometheus_client::registry::Registry;
 
 use super::render::{Format, SnapshotCell, UseCollector};
@@ -24,18 +25,21 @@ pub struct Exporter {
 
 impl Default for Exporter {
     fn default() -> Self {
-        Exporter::new()
+        Exporter::new(Vec::new())
     }
 }
 
 impl Exporter {
-    /// An exporter with an empty snapshot.
-    pub fn new() -> Self {
+    /// An exporter with an empty USE snapshot, serving `components` (the RED series) too.
+    pub fn new(components: Vec<Box<dyn Collector>>) -> Self {
         let snapshot = Arc::new(SnapshotCell::default());
         let self_metrics = SelfMetrics::default();
         let mut registry = Registry::default();
         self_metrics.register(&mut registry);
         registry.register_collector(Box::new(UseCollector::new(snapshot.clone())));
+        for component in components {
+            registry.register_collector(component);
+        }
         Exporter {
             registry: Arc::new(registry),
             snapshot,

@@ -5,6 +5,7 @@ pub mod collect;
 pub mod exporter;
 pub mod kubelet;
 pub mod local;
+pub mod red;
 pub mod render;
 pub mod self_metrics;
 pub mod use_series;
@@ -92,6 +93,12 @@ pub struct AgentArgs {
 /// Errors that stop the agent from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The RED part of the config file or a static target is invalid.
+    #[error(transparent)]
+    RedConfig(#[from] red::config::RedConfigError),
+    /// The RED collector could not be set up.
+    #[error(transparent)]
+    Red(#[from] red::RedError),
     /// The kubelet source needs a node name or URL.
     #[error("the kubelet source needs --node-name (env K8S_NODE_NAME) or --kubelet-url")]
     NoKubeletTarget,
@@ -114,7 +121,13 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         interval = ?args.interval,
         "agent listening"
     );
-    let exporter = exporter::Exporter::new();
+    let red_config = match &args.config {
+        Some(path) => red::config::RedConfig::from_file(path)?,
+        None => red::config::RedConfig::default(),
+    };
+    let red = red::RedCollector::new(red_config, source.node(), args.interval)?;
+    let static_targets = red.static_targets(&args.static_target)?;
+    let exporter = exporter::Exporter::new(vec![Box::new(red.metrics())]);
     let ready = crate::http::Readiness::default();
     let router = exporter
         .router()
@@ -131,17 +144,30 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         let _ = stop_tx.send(true);
     });
 
-    collection_loop(source, &args, &exporter, &ready, stop_rx).await;
+    let red = RedPart {
+        collector: red,
+        static_targets,
+    };
+    collection_loop(source, red, &args, &exporter, &ready, stop_rx).await;
     signal.abort();
     server.await.ok().transpose()?;
     tracing::info!("agent stopped");
     Ok(())
 }
 
-/// Collects every `interval` until told to stop. Collections run one after another, so they
+/// The RED side of a collection: the scraper and the targets that do not come from pods.
+struct RedPart {
+    collector: red::RedCollector,
+    static_targets: Vec<red::targets::Target>,
+}
+
+/// Collects every `interval` until told to stop: USE first (bounded by the collection timeout),
+/// then RED from the pods it listed and the static targets (each scrape bounded by its own
+/// timeout, spread over part of the interval). Collections run one after another, so they
 /// never overlap; a tick missed because a collection ran long is skipped, not queued.
 async fn collection_loop(
     mut source: collect::Source,
+    mut red: RedPart,
     args: &AgentArgs,
     exporter: &exporter::Exporter,
     ready: &crate::http::Readiness,
@@ -161,8 +187,12 @@ async fn collection_loop(
             _ = stop.changed() => return,
         };
         metrics.duration("collection", started.elapsed().as_secs_f64());
+        let mut targets = red.static_targets.clone();
         match outcome {
-            Ok(Ok((snapshot, _pods))) => {
+            Ok(Ok((snapshot, pods))) => {
+                if let Some(pods) = &pods {
+                    targets.extend(red::targets::pod_targets(pods, source.node()));
+                }
                 exporter.publish(snapshot);
                 metrics.collection("success");
                 metrics.last_success.set(unix_now());
@@ -184,6 +214,12 @@ async fn collection_loop(
                 metrics.error("collection", "timeout");
                 metrics.collection("failure");
                 exporter.clear(source.node());
+            }
+        }
+        if !targets.is_empty() {
+            tokio::select! {
+                _ = red.collector.collect(targets) => {}
+                _ = stop.changed() => return,
             }
         }
     }
