@@ -44,6 +44,14 @@ fn content_type_selects_openmetrics_only_for_its_media_type() {
 }
 
 #[test]
+fn the_accept_header_prefers_openmetrics_and_falls_back_to_text() {
+    let offers: Vec<&str> = Format::ACCEPT_HEADER.split(',').collect();
+    assert_eq!(Format::from_content_type(offers[0]), Format::OpenMetrics);
+    assert_eq!(Format::from_content_type(offers[1]), Format::PrometheusText);
+    assert!(offers[1].starts_with("text/plain;version=0.0.4"));
+}
+
+#[test]
 fn a_text_sample_borrows_its_name_labels_and_reads_value_and_timestamp() {
     let s = only_sample(
         "http_requests_total{method=\"post\",code=\"200\"} 1027 1395066363000\n",
