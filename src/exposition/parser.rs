@@ -549,6 +549,16 @@ fn parse_exemplar<'a>(c: &mut Cursor<'a>) -> Result<Exemplar<'a>, String> {
     }
     let mut labels = Vec::new();
     parse_labels(c, &mut None, &mut labels, false)?;
+    // OpenMetrics 1.0 caps an exemplar's label set at 128 UTF-8 characters, names and values.
+    let chars: usize = labels
+        .iter()
+        .map(|(n, v)| n.chars().count() + v.chars().count())
+        .sum();
+    if chars > 128 {
+        return Err(format!(
+            "exemplar labels have {chars} characters, more than the 128 OpenMetrics allows"
+        ));
+    }
     c.skip_blanks();
     let token = c.token();
     if token.is_empty() {

@@ -351,3 +351,14 @@ fn family_of_strips_one_known_suffix() {
     assert_eq!(family_of("foo_seconds"), "foo_seconds");
     assert_eq!(family_of("_total"), "_total");
 }
+
+#[test]
+fn exemplar_label_sets_are_capped_at_128_characters() {
+    let at_limit = "x".repeat(120);
+    let ok = format!("foo_total 1 # {{trace_id=\"{at_limit}\"}} 1\n# EOF\n");
+    assert_eq!(samples(&ok, Format::OpenMetrics).len(), 1);
+    let over = format!("foo_total 1 # {{trace_id=\"{at_limit}x\"}} 1\n# EOF\n");
+    let e = error(&over, Format::OpenMetrics);
+    assert_eq!(e.line, 1);
+    assert!(e.message.contains("129 characters"), "{e}");
+}
