@@ -378,3 +378,46 @@ fn openmetrics_requires_eof_last_and_nothing_after_it() {
         1
     );
 }
+
+#[test]
+fn every_prefix_of_a_fixture_parses_or_fails_on_a_real_line_and_whole_lines_parse() {
+    for (file, format) in [
+        (
+            "app-metrics/client-golang-random-example-5mfs.om.txt",
+            Format::OpenMetrics,
+        ),
+        (
+            "app-metrics/otel-go-exporter-histogram-golden.prom",
+            Format::PrometheusText,
+        ),
+    ] {
+        let text = fixture(file);
+        let body = text.trim_end().strip_suffix("# EOF").unwrap_or(&text);
+        for cut in (0..=body.len()).filter(|&i| body.is_char_boundary(i)) {
+            let prefix = &body[..cut];
+            let lines = prefix.split('\n').count();
+            for f in [Format::PrometheusText, Format::OpenMetrics] {
+                if let Err(e) = parse_all(prefix, f) {
+                    assert!(
+                        e.line >= 1 && e.line <= lines + 1,
+                        "{file}[..{cut}] {f:?}: {e}"
+                    );
+                }
+            }
+            // Cut at a line end, the prefix is itself a valid exposition.
+            if cut == 0 || prefix.ends_with('\n') {
+                let whole = match format {
+                    Format::OpenMetrics => format!("{prefix}# EOF\n"),
+                    Format::PrometheusText => prefix.to_string(),
+                };
+                let entries =
+                    parse_all(&whole, format).unwrap_or_else(|e| panic!("{file}[..{cut}]: {e}"));
+                let sample_count = entries
+                    .iter()
+                    .filter(|e| matches!(e, Entry::Sample(_)))
+                    .count();
+                assert_eq!(sample_count, count_sample_lines(prefix), "{file}[..{cut}]");
+            }
+        }
+    }
+}

@@ -2,12 +2,15 @@
 //! keeps the little state the formats need (family types, duplicate HELP/TYPE, `# EOF`).
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use memchr::memchr;
 
 use super::cursor::{Cursor, Escapes};
 use super::{Entry, Exemplar, Format, MetricType, ParseError, Sample, family_of};
+
+const SEEN_HELP: u8 = 1;
+const SEEN_TYPE: u8 = 2;
 
 type Labels<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
@@ -28,10 +31,12 @@ pub struct Parser<'a> {
     format: Format,
     keep: Option<fn(&str) -> bool>,
     state: State,
-    helped: HashSet<Cow<'a, str>>,
-    typed: HashSet<Cow<'a, str>>,
-    /// Sample names seen so far (recorded when the name changes), to reject a TYPE line that
-    /// comes after its family's samples as `expfmt` does.
+    /// Which of HELP ([`SEEN_HELP`]) and TYPE ([`SEEN_TYPE`]) each family has had: one hash
+    /// per comment line.
+    declared: HashMap<Cow<'a, str>, u8>,
+    /// Names of samples outside any typed family (recorded when the name changes), to reject a
+    /// TYPE line that comes after its family's samples as `expfmt` does. A sample of the current
+    /// typed family needs no record: a second TYPE for that family is already an error.
     sampled: HashSet<Cow<'a, str>>,
     last_sample_name: Option<Cow<'a, str>>,
     /// The family of the last TYPE line, for the `le`/`quantile` checks.
@@ -48,8 +53,7 @@ impl<'a> Parser<'a> {
             format,
             keep: None,
             state: State::Body,
-            helped: HashSet::new(),
-            typed: HashSet::new(),
+            declared: HashMap::new(),
             sampled: HashSet::new(),
             last_sample_name: None,
             family: None,
@@ -156,7 +160,7 @@ impl<'a> Parser<'a> {
                     };
                     c.help_text(escapes)?
                 };
-                if !self.helped.insert(family.clone()) {
+                if !self.declare(family.clone(), SEEN_HELP) {
                     return Err(format!("second HELP line for metric family {family:?}"));
                 }
                 Ok(Some(Entry::Help { family, text: help }))
@@ -186,7 +190,7 @@ impl<'a> Parser<'a> {
                         "TYPE line for metric family {family:?} comes after its samples"
                     ));
                 }
-                if !self.typed.insert(family.clone()) {
+                if !self.declare(family.clone(), SEEN_TYPE) {
                     return Err(format!("second TYPE line for metric family {family:?}"));
                 }
                 self.family = Some((family.clone(), kind));
@@ -228,6 +232,8 @@ impl<'a> Parser<'a> {
         let blanks = c.skip_blanks();
         let mut labels = Vec::new();
         if c.eat(b'{') {
+            // Most real label sets (cAdvisor's, client libraries') fit in 8: one allocation.
+            labels.reserve(8);
             parse_labels(&mut c, &mut name, &mut labels, true)?;
             c.skip_blanks();
         } else if blanks == 0 && !c.at_end() {
@@ -276,12 +282,20 @@ impl<'a> Parser<'a> {
             timestamp_ms,
             exemplar,
         };
-        self.check_family_rules(&sample)?;
-        if self.last_sample_name.as_deref() != Some(sample.name.as_ref()) {
+        let in_typed_family = self.check_family_rules(&sample)?;
+        if !in_typed_family && self.last_sample_name.as_deref() != Some(sample.name.as_ref()) {
             self.sampled.insert(sample.name.clone());
             self.last_sample_name = Some(sample.name.clone());
         }
         Ok(sample)
+    }
+
+    /// Record a HELP or TYPE line for `family`; false if it already had one.
+    fn declare(&mut self, family: Cow<'a, str>, what: u8) -> bool {
+        let seen = self.declared.entry(family).or_insert(0);
+        let fresh = *seen & what == 0;
+        *seen |= what;
+        fresh
     }
 
     fn timestamp(&self, token: &str) -> Result<i64, String> {
@@ -294,14 +308,20 @@ impl<'a> Parser<'a> {
     }
 
     /// Histogram buckets need a float `le` (OpenMetrics: a present one; the text format, like
-    /// `expfmt`, tolerates its absence); summary quantiles need a float `quantile`.
-    fn check_family_rules(&self, sample: &Sample<'a>) -> Result<(), String> {
+    /// `expfmt`, tolerates its absence); summary quantiles need a float `quantile`. Returns
+    /// whether the sample belongs to the family of the last TYPE line.
+    fn check_family_rules(&self, sample: &Sample<'a>) -> Result<bool, String> {
         let Some((family, kind)) = &self.family else {
-            return Ok(());
+            return Ok(false);
         };
-        let suffix = sample.name.strip_prefix(family.as_ref());
+        let Some(suffix) = sample.name.strip_prefix(family.as_ref()) else {
+            return Ok(false);
+        };
+        if !suffix_fits(*kind, suffix) {
+            return Ok(false);
+        }
         match (kind, suffix) {
-            (MetricType::Histogram | MetricType::GaugeHistogram, Some("_bucket")) => {
+            (MetricType::Histogram | MetricType::GaugeHistogram, "_bucket") => {
                 match sample.label("le") {
                     Some(le) if parse_float(le).is_none() => Err(format!(
                         "expected a float as the value of the 'le' label of {:?}, found {le:?}",
@@ -311,17 +331,17 @@ impl<'a> Parser<'a> {
                         "histogram bucket {:?} has no 'le' label",
                         sample.name
                     )),
-                    _ => Ok(()),
+                    _ => Ok(true),
                 }
             }
-            (MetricType::Summary, Some("")) => match sample.label("quantile") {
+            (MetricType::Summary, "") => match sample.label("quantile") {
                 Some(q) if parse_float(q).is_none() => Err(format!(
                     "expected a float as the value of the 'quantile' label of {:?}, found {q:?}",
                     sample.name
                 )),
-                _ => Ok(()),
+                _ => Ok(true),
             },
-            _ => Ok(()),
+            _ => Ok(true),
         }
     }
 
@@ -377,6 +397,20 @@ impl<'a> Iterator for Parser<'a> {
                 }
             }
         }
+    }
+}
+
+/// Whether a sample named family + `suffix` belongs to a family of this type (in either format).
+fn suffix_fits(kind: MetricType, suffix: &str) -> bool {
+    match kind {
+        MetricType::Counter => matches!(suffix, "" | "_total" | "_created"),
+        MetricType::Histogram => {
+            matches!(suffix, "" | "_bucket" | "_sum" | "_count" | "_created")
+        }
+        MetricType::GaugeHistogram => matches!(suffix, "" | "_bucket" | "_gsum" | "_gcount"),
+        MetricType::Summary => matches!(suffix, "" | "_sum" | "_count" | "_created"),
+        MetricType::Info => matches!(suffix, "" | "_info"),
+        MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => suffix.is_empty(),
     }
 }
 
@@ -515,6 +549,16 @@ fn parse_exemplar<'a>(c: &mut Cursor<'a>) -> Result<Exemplar<'a>, String> {
     }
     let mut labels = Vec::new();
     parse_labels(c, &mut None, &mut labels, false)?;
+    // OpenMetrics 1.0 caps an exemplar's label set at 128 UTF-8 characters, names and values.
+    let chars: usize = labels
+        .iter()
+        .map(|(n, v)| n.chars().count() + v.chars().count())
+        .sum();
+    if chars > 128 {
+        return Err(format!(
+            "exemplar labels have {chars} characters, more than the 128 OpenMetrics allows"
+        ));
+    }
     c.skip_blanks();
     let token = c.token();
     if token.is_empty() {

@@ -44,6 +44,14 @@ fn content_type_selects_openmetrics_only_for_its_media_type() {
 }
 
 #[test]
+fn the_accept_header_prefers_openmetrics_and_falls_back_to_text() {
+    let offers: Vec<&str> = Format::ACCEPT_HEADER.split(',').collect();
+    assert_eq!(Format::from_content_type(offers[0]), Format::OpenMetrics);
+    assert_eq!(Format::from_content_type(offers[1]), Format::PrometheusText);
+    assert!(offers[1].starts_with("text/plain;version=0.0.4"));
+}
+
+#[test]
 fn a_text_sample_borrows_its_name_labels_and_reads_value_and_timestamp() {
     let s = only_sample(
         "http_requests_total{method=\"post\",code=\"200\"} 1027 1395066363000\n",
@@ -342,4 +350,15 @@ fn family_of_strips_one_known_suffix() {
     assert_eq!(family_of("foo_total"), "foo");
     assert_eq!(family_of("foo_seconds"), "foo_seconds");
     assert_eq!(family_of("_total"), "_total");
+}
+
+#[test]
+fn exemplar_label_sets_are_capped_at_128_characters() {
+    let at_limit = "x".repeat(120);
+    let ok = format!("foo_total 1 # {{trace_id=\"{at_limit}\"}} 1\n# EOF\n");
+    assert_eq!(samples(&ok, Format::OpenMetrics).len(), 1);
+    let over = format!("foo_total 1 # {{trace_id=\"{at_limit}x\"}} 1\n# EOF\n");
+    let e = error(&over, Format::OpenMetrics);
+    assert_eq!(e.line, 1);
+    assert!(e.message.contains("129 characters"), "{e}");
 }
