@@ -288,10 +288,12 @@ async fn an_slo_email_has_text_html_an_inline_chart_and_the_context_with_correct
             .ends_with("@kubesignal>")
     );
 
+    // Mail bodies travel with CRLF line ends.
     let text = find(&m, "text/plain")
         .expect("text part")
         .get_body()
-        .unwrap();
+        .unwrap()
+        .replace("\r\n", "\n");
     let html_part = find(&m, "text/html").expect("html part");
     let html = html_part.get_body().unwrap();
     let related = find(&m, "multipart/related").expect("multipart/related");
