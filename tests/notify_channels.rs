@@ -39,8 +39,13 @@ grafana_url: https://grafana.example.com/
             u = sink.url
         ),
     );
-    let (n, registry) =
-        start_notifier(&routing, &dir.path().join("state"), None, Arc::new(NoQuerier)).await;
+    let (n, registry) = start_notifier(
+        &routing,
+        &dir.path().join("state"),
+        None,
+        Arc::new(NoQuerier),
+    )
+    .await;
     let starts_at = Utc::now() - chrono::Duration::minutes(7);
     let mk = |pod: &str, desc: &str| {
         let mut a = alert(
@@ -57,7 +62,10 @@ grafana_url: https://grafana.example.com/
         a.annotations = [
             ("summary", "checkout answers 5xx"),
             ("description", desc),
-            ("runbook_url", "https://runbooks.example.com/high-error-rate"),
+            (
+                "runbook_url",
+                "https://runbooks.example.com/high-error-rate",
+            ),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -65,7 +73,10 @@ grafana_url: https://grafana.example.com/
         a.value = Some(0.0731);
         a
     };
-    let alerts = vec![mk("checkout-1", "7.3% errors"), mk("checkout-2", "6.1% errors")];
+    let alerts = vec![
+        mk("checkout-1", "7.3% errors"),
+        mk("checkout-2", "6.1% errors"),
+    ];
     n.submit(alerts.clone()).await;
     assert!(wait_until(Duration::from_secs(15), || sink.requests().len() >= 3).await);
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -79,11 +90,17 @@ grafana_url: https://grafana.example.com/
     assert_eq!(h.headers["idempotency-key"].to_str().unwrap().len(), 16);
     let b = &h.body;
     assert_eq!(b["version"], "4");
-    assert_eq!(b["groupKey"], r#"{route="payments"}:{alertname="HighErrorRate",namespace="shop"}"#);
+    assert_eq!(
+        b["groupKey"],
+        r#"{route="payments"}:{alertname="HighErrorRate",namespace="shop"}"#
+    );
     assert_eq!(b["truncatedAlerts"], 0);
     assert_eq!(b["status"], "firing");
     assert_eq!(b["receiver"], "payments");
-    assert_eq!(b["groupLabels"], json!({"alertname": "HighErrorRate", "namespace": "shop"}));
+    assert_eq!(
+        b["groupLabels"],
+        json!({"alertname": "HighErrorRate", "namespace": "shop"})
+    );
     assert_eq!(
         b["commonLabels"],
         json!({"alertname": "HighErrorRate", "namespace": "shop", "owner": "payments",
@@ -99,8 +116,14 @@ grafana_url: https://grafana.example.com/
     for (got, sent) in hook_alerts.iter().zip(&alerts) {
         assert_eq!(got["status"], "firing");
         assert_eq!(got["labels"], serde_json::to_value(&sent.labels).unwrap());
-        assert_eq!(got["annotations"], serde_json::to_value(&sent.annotations).unwrap());
-        assert_eq!(got["startsAt"], starts_at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        assert_eq!(
+            got["annotations"],
+            serde_json::to_value(&sent.annotations).unwrap()
+        );
+        assert_eq!(
+            got["startsAt"],
+            starts_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        );
         assert_eq!(got["endsAt"], "0001-01-01T00:00:00Z");
         assert_eq!(got["generatorURL"], sent.generator_url);
         assert_eq!(got["fingerprint"], format!("{:016x}", sent.fingerprint()));
@@ -113,7 +136,10 @@ grafana_url: https://grafana.example.com/
     assert_eq!(am_alerts.len(), 2);
     assert_eq!(am_alerts[0]["labels"]["pod"], "checkout-1");
     assert_eq!(am_alerts[1]["labels"]["pod"], "checkout-2");
-    assert_eq!(am_alerts[0]["startsAt"], starts_at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+    assert_eq!(
+        am_alerts[0]["startsAt"],
+        starts_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    );
     assert_eq!(am_alerts[0]["generatorURL"], alerts[0].generator_url);
     assert!(am_alerts[0].get("endsAt").is_none());
 
@@ -125,9 +151,15 @@ grafana_url: https://grafana.example.com/
     assert!(s.get("channel").is_none());
     let blocks = s["blocks"].as_array().unwrap();
     let types: Vec<&str> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["header", "section", "section", "actions", "context"]);
+    assert_eq!(
+        types,
+        ["header", "section", "section", "actions", "context"]
+    );
     assert_eq!(blocks[0]["text"]["type"], "plain_text");
-    assert_eq!(blocks[0]["text"]["text"], ":rotating_light: [FIRING:2] HighErrorRate · payments · shop");
+    assert_eq!(
+        blocks[0]["text"]["text"],
+        ":rotating_light: [FIRING:2] HighErrorRate · payments · shop"
+    );
     let fields: Vec<&str> = blocks[1]["fields"]
         .as_array()
         .unwrap()
@@ -145,17 +177,24 @@ grafana_url: https://grafana.example.com/
     assert_eq!(fields[5], "*Value*\n0.0731");
     let details = blocks[2]["text"]["text"].as_str().unwrap();
     assert_eq!(blocks[2]["text"]["type"], "mrkdwn");
-    assert!(details.contains("*HighErrorRate* :red_circle: firing for 7m"), "{details}");
+    assert!(
+        details.contains("*HighErrorRate* :red_circle: firing for 7m"),
+        "{details}"
+    );
     assert!(details.contains("`pod=checkout-1`"), "{details}");
     assert!(details.contains("`pod=checkout-2`"), "{details}");
     let buttons = blocks[3]["elements"].as_array().unwrap();
     assert_eq!(buttons[0]["text"]["text"], "Runbook");
-    assert_eq!(buttons[0]["url"], "https://runbooks.example.com/high-error-rate");
+    assert_eq!(
+        buttons[0]["url"],
+        "https://runbooks.example.com/high-error-rate"
+    );
     assert_eq!(buttons[1]["text"]["text"], "Dashboard");
     let dash = buttons[1]["url"].as_str().unwrap();
     assert!(
         dash.starts_with("https://grafana.example.com/d/kubesignal-use-workload?orgId=1&from=")
-            && dash.ends_with("&to=now&var-namespace=shop&var-workload=checkout&var-pod=checkout-1"),
+            && dash
+                .ends_with("&to=now&var-namespace=shop&var-workload=checkout&var-pod=checkout-1"),
         "{dash}"
     );
     assert_eq!(buttons[2]["text"]["text"], "Source");
@@ -176,7 +215,10 @@ grafana_url: https://grafana.example.com/
     let r = &sink.to_path("/hook")[1].body;
     assert_eq!(r["status"], "resolved");
     assert_eq!(r["alerts"][0]["status"], "resolved");
-    assert_eq!(r["alerts"][0]["endsAt"], ended.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+    assert_eq!(
+        r["alerts"][0]["endsAt"],
+        ended.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    );
     assert_ne!(
         sink.to_path("/hook")[0].headers["idempotency-key"],
         sink.to_path("/hook")[1].headers["idempotency-key"]

@@ -47,7 +47,10 @@ fn cluster() -> HashMap<&'static str, Vec<serde_json::Value>> {
                 &[("kubesignal.io/owner", "search-team")],
             )],
         ),
-        (DAEMONSETS, vec![workload("DaemonSet", "kube-system", "node-agent", &[])]),
+        (
+            DAEMONSETS,
+            vec![workload("DaemonSet", "kube-system", "node-agent", &[])],
+        ),
     ])
 }
 
@@ -68,7 +71,10 @@ slack_webhook_url_file: {}
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn alertnames(reqs: &[Received]) -> Vec<String> {
@@ -94,7 +100,11 @@ async fn setup() -> Setup {
     let sink = HttpSink::start(vec![200]).await;
     let dir = tempfile::tempdir().unwrap();
     let slack_file = dir.path().join("slack-url");
-    std::fs::write(&slack_file, format!("{}/slack/T0001/B0001/secret\n", sink.url)).unwrap();
+    std::fs::write(
+        &slack_file,
+        format!("{}/slack/T0001/B0001/secret\n", sink.url),
+    )
+    .unwrap();
     let routing = write_routing(dir.path(), &routing(&sink, &slack_file));
     let (notifier, registry) = start_notifier(
         &routing,
@@ -116,18 +126,55 @@ async fn setup() -> Setup {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn owners_come_from_the_workload_then_the_namespace_annotation_and_annotations_add_receivers() {
+async fn owners_come_from_the_workload_then_the_namespace_annotation_and_annotations_add_receivers()
+{
     let s = setup().await;
     let now = Utc::now();
     s.notifier
         .submit(vec![
-            alert(&[("alertname", "CheckoutErrors"), ("namespace", "shop"), ("workload", "checkout"), ("workload_kind", "Deployment")], now),
-            alert(&[("alertname", "CartLatency"), ("namespace", "shop"), ("workload", "cart"), ("workload_kind", "Deployment")], now),
-            alert(&[("alertname", "EsHeapHigh"), ("namespace", "search"), ("workload", "elasticsearch"), ("workload_kind", "StatefulSet")], now),
-            alert(&[("alertname", "NodeAgentDown"), ("namespace", "kube-system"), ("workload", "node-agent"), ("workload_kind", "DaemonSet")], now),
+            alert(
+                &[
+                    ("alertname", "CheckoutErrors"),
+                    ("namespace", "shop"),
+                    ("workload", "checkout"),
+                    ("workload_kind", "Deployment"),
+                ],
+                now,
+            ),
+            alert(
+                &[
+                    ("alertname", "CartLatency"),
+                    ("namespace", "shop"),
+                    ("workload", "cart"),
+                    ("workload_kind", "Deployment"),
+                ],
+                now,
+            ),
+            alert(
+                &[
+                    ("alertname", "EsHeapHigh"),
+                    ("namespace", "search"),
+                    ("workload", "elasticsearch"),
+                    ("workload_kind", "StatefulSet"),
+                ],
+                now,
+            ),
+            alert(
+                &[
+                    ("alertname", "NodeAgentDown"),
+                    ("namespace", "kube-system"),
+                    ("workload", "node-agent"),
+                    ("workload_kind", "DaemonSet"),
+                ],
+                now,
+            ),
         ])
         .await;
-    assert!(wait_until(Duration::from_secs(15), || s.sink.requests().len() >= 5).await, "{:?}", s.sink.requests());
+    assert!(
+        wait_until(Duration::from_secs(15), || s.sink.requests().len() >= 5).await,
+        "{:?}",
+        s.sink.requests()
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(s.sink.requests().len(), 5);
     assert_eq!(alertnames(&s.sink.to_path("/payments")), ["CheckoutErrors"]);
@@ -138,24 +185,55 @@ async fn owners_come_from_the_workload_then_the_namespace_annotation_and_annotat
     let slack = s.sink.to_path("/slack/T0001/B0001/secret");
     assert_eq!(slack.len(), 1);
     assert_eq!(slack[0].body["channel"], "#payments-alerts");
-    assert!(slack[0].body["text"].as_str().unwrap().contains("CheckoutErrors"));
-    assert_eq!(metric(&s.registry, "kubesignal_evaluator_notifications_unowned_total"), Some(1.0));
-    let res = s.notifier.resolve_owner(&labels(&[("namespace", "shop"), ("workload", "cart")]));
-    assert_eq!((res.owner.as_deref(), res.source), (Some("shop-team"), OwnerSource::Namespace));
+    assert!(
+        slack[0].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("CheckoutErrors")
+    );
+    assert_eq!(
+        metric(
+            &s.registry,
+            "kubesignal_evaluator_notifications_unowned_total"
+        ),
+        Some(1.0)
+    );
+    let res = s
+        .notifier
+        .resolve_owner(&labels(&[("namespace", "shop"), ("workload", "cart")]));
+    assert_eq!(
+        (res.owner.as_deref(), res.source),
+        (Some("shop-team"), OwnerSource::Namespace)
+    );
     s.notifier.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_annotation_changed_while_running_changes_the_routing_of_the_next_alert() {
     let s = setup().await;
-    assert!(wait_until(Duration::from_secs(10), || s.kube.watches() >= 4).await, "watches not opened");
-    let checkout = labels(&[("namespace", "shop"), ("workload", "checkout"), ("workload_kind", "Deployment")]);
-    assert_eq!(s.notifier.resolve_owner(&checkout).owner.as_deref(), Some("payments"));
+    assert!(
+        wait_until(Duration::from_secs(10), || s.kube.watches() >= 4).await,
+        "watches not opened"
+    );
+    let checkout = labels(&[
+        ("namespace", "shop"),
+        ("workload", "checkout"),
+        ("workload_kind", "Deployment"),
+    ]);
+    assert_eq!(
+        s.notifier.resolve_owner(&checkout).owner.as_deref(),
+        Some("payments")
+    );
 
     // kubectl annotate --overwrite deployment/checkout kubesignal.io/owner=search-team
     s.kube.modify(
         DEPLOYMENTS,
-        workload("Deployment", "shop", "checkout", &[("kubesignal.io/owner", "search-team")]),
+        workload(
+            "Deployment",
+            "shop",
+            "checkout",
+            &[("kubesignal.io/owner", "search-team")],
+        ),
     );
     assert!(
         wait_until(Duration::from_secs(10), || {
@@ -165,18 +243,36 @@ async fn an_annotation_changed_while_running_changes_the_routing_of_the_next_ale
         "the MODIFIED event was not applied"
     );
     let now = Utc::now();
-    let mut l: Vec<(&str, &str)> = checkout.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut l: Vec<(&str, &str)> = checkout
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     l.push(("alertname", "CheckoutErrors"));
     s.notifier.submit(vec![alert(&l, now)]).await;
-    assert!(wait_until(Duration::from_secs(10), || !s.sink.to_path("/search-team").is_empty()).await);
+    assert!(
+        wait_until(Duration::from_secs(10), || !s
+            .sink
+            .to_path("/search-team")
+            .is_empty())
+        .await
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(alertnames(&s.sink.to_path("/search-team")), ["CheckoutErrors"]);
+    assert_eq!(
+        alertnames(&s.sink.to_path("/search-team")),
+        ["CheckoutErrors"]
+    );
     assert!(s.sink.to_path("/payments").is_empty());
-    assert!(s.sink.to_path("/slack/T0001/B0001/secret").is_empty(), "the slack annotation was removed");
+    assert!(
+        s.sink.to_path("/slack/T0001/B0001/secret").is_empty(),
+        "the slack annotation was removed"
+    );
 
     // A watch that expires (410 Gone) makes the client list again and pick up what it missed.
     let lists = s.kube.lists();
-    s.kube.replace_silently(NAMESPACES, namespace("shop", &[("kubesignal.io/owner", "payments")]));
+    s.kube.replace_silently(
+        NAMESPACES,
+        namespace("shop", &[("kubesignal.io/owner", "payments")]),
+    );
     s.kube.expire_watch(NAMESPACES);
     let cart = labels(&[("namespace", "shop"), ("workload", "cart")]);
     assert!(

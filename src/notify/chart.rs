@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::context::Labels;
+use super::context::Series;
 
 /// The bundled font.
 static FONT: &[u8] = include_bytes!("../../assets/fonts/Lato-Regular.ttf");
@@ -47,7 +47,7 @@ const COLOURS: [RGBColor; 5] = [
 /// Draws up to five series, an optional horizontal threshold (red, dashed) and an optional
 /// vertical marker (when the alert started), and returns the PNG bytes.
 pub fn render(
-    series: &[(Labels, Vec<(DateTime<Utc>, f64)>)],
+    series: &[Series],
     threshold: Option<f64>,
     marker: Option<DateTime<Utc>>,
     caption: &str,
@@ -170,7 +170,7 @@ mod tests {
             })
             .collect();
         let png = render(
-            &[(Labels::new(), pts)],
+            &[(Default::default(), pts)],
             Some(0.0144),
             Some(t0),
             "Error ratio",
@@ -200,6 +200,6 @@ mod tests {
 
     #[test]
     fn no_points_is_an_error_not_an_empty_picture() {
-        assert!(render(&[(Labels::new(), vec![])], None, None, "x").is_err());
+        assert!(render(&[(Default::default(), vec![])], None, None, "x").is_err());
     }
 }

@@ -22,6 +22,9 @@ use super::routing::{Routing, parse_duration};
 /// A label set.
 pub type Labels = BTreeMap<String, String>;
 
+/// One series of a range query: its labels and points.
+pub type Series = (Labels, Vec<(DateTime<Utc>, f64)>);
+
 /// Errors of follow-up queries.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -57,7 +60,7 @@ pub trait ContextQuerier: Send + Sync {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         step: Duration,
-    ) -> Result<Vec<(Labels, Vec<(DateTime<Utc>, f64)>)>, QueryError>;
+    ) -> Result<Vec<Series>, QueryError>;
 }
 
 /// A querier for setups without a datasource: every query returns nothing.
@@ -74,7 +77,7 @@ impl ContextQuerier for NoQuerier {
         _: DateTime<Utc>,
         _: DateTime<Utc>,
         _: Duration,
-    ) -> Result<Vec<(Labels, Vec<(DateTime<Utc>, f64)>)>, QueryError> {
+    ) -> Result<Vec<Series>, QueryError> {
         Ok(Vec::new())
     }
 }
@@ -210,7 +213,7 @@ impl ContextQuerier for PrometheusQuerier {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         step: Duration,
-    ) -> Result<Vec<(Labels, Vec<(DateTime<Utc>, f64)>)>, QueryError> {
+    ) -> Result<Vec<Series>, QueryError> {
         let params = [
             ("query", promql.to_string()),
             (
