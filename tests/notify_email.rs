@@ -402,3 +402,74 @@ async fn a_resolved_notice_says_how_long_the_alert_lasted() {
     assert!(text.starts_with("Resolved for payments"), "{text}");
     n.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_over_starttls_and_implicit_tls_verified_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert_file = dir.path().join("smtp.crt");
+    let key_file = dir.path().join("smtp.key");
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    for (mode, cert_flag, key_flag) in [
+        ("starttls", "--tlscert", "--tlskey"),
+        ("tls", "--smtpscert", "--smtpskey"),
+    ] {
+        let smtp = SmtpServer::start_with(
+            free_port(),
+            &[
+                cert_flag.as_ref(),
+                cert_file.as_os_str(),
+                key_flag.as_ref(),
+                key_file.as_os_str(),
+            ],
+        );
+        for trusted in [false, true] {
+            let ca = if trusted {
+                format!(", ca_file: {}", cert_file.display())
+            } else {
+                String::new()
+            };
+            let sub = dir.path().join(format!("{mode}-{trusted}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            let routing = write_routing(
+                &sub,
+                &format!(
+                    "smtp: {{host: 127.0.0.1, port: {}, from: alerts@example.com, tls: {mode}{ca}}}\n\
+                     defaults: {{group_wait: 100ms}}\n\
+                     triage: {{email: [sre@example.com]}}\n",
+                    smtp.port
+                ),
+            );
+            let (n, registry) =
+                start_notifier(&routing, &sub.join("state"), None, Arc::new(NoQuerier)).await;
+            let before = smtp.messages().len();
+            n.submit(vec![alert(&[("alertname", "TlsCheck")], Utc::now())])
+                .await;
+            if trusted {
+                assert!(
+                    wait_until(Duration::from_secs(15), || smtp.messages().len()
+                        == before + 1)
+                    .await,
+                    "{mode}: no mail with the CA configured"
+                );
+            } else {
+                // An unknown certificate is refused: attempts fail, nothing is delivered.
+                assert!(
+                    wait_until(Duration::from_secs(15), || {
+                        metric(
+                            &registry,
+                            "kubesignal_evaluator_notifications_failed_total{receiver=\"email\"}",
+                        )
+                        .is_some_and(|v| v >= 1.0)
+                    })
+                    .await,
+                    "{mode}: an untrusted certificate was not refused"
+                );
+                assert_eq!(smtp.messages().len(), before);
+            }
+            n.shutdown().await;
+        }
+    }
+}

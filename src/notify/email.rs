@@ -10,6 +10,7 @@ use std::time::Duration;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::context::NotificationContext;
@@ -95,12 +96,24 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<(), String> {
     type T = AsyncSmtpTransport<Tokio1Executor>;
-    let builder = match smtp.tls {
-        TlsMode::None => T::builder_dangerous(&smtp.host),
-        TlsMode::Starttls => T::starttls_relay(&smtp.host).map_err(|e| e.to_string())?,
-        TlsMode::Tls => T::relay(&smtp.host).map_err(|e| e.to_string())?,
-    };
-    let mut builder = builder.port(smtp.port).timeout(Some(timeout));
+    let mut builder = T::builder_dangerous(&smtp.host)
+        .port(smtp.port)
+        .timeout(Some(timeout));
+    if smtp.tls != TlsMode::None {
+        let mut params = TlsParameters::builder(smtp.host.clone());
+        if let Some(ca) = &smtp.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("reading SMTP CA file {}: {e}", ca.display()))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| format!("SMTP CA file {}: {e}", ca.display()))?;
+            params = params.add_root_certificate(cert);
+        }
+        let params = params.build().map_err(|e| e.to_string())?;
+        builder = builder.tls(match smtp.tls {
+            TlsMode::Starttls => Tls::Required(params),
+            _ => Tls::Wrapper(params),
+        });
+    }
     if let Some(user) = &smtp.username {
         let password = match &smtp.password_file {
             Some(f) => std::fs::read_to_string(f)

@@ -69,6 +69,10 @@ pub struct SmtpConfig {
     /// File holding the SMTP password (read at each connection; never logged).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// PEM CA bundle trusted for the server's certificate (a private relay); the Mozilla roots
+    /// otherwise.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A duration written as in Prometheus/Alertmanager (`30s`, `5m`, `4h`, `1d`).

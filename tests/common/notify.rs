@@ -71,6 +71,11 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts aiosmtpd on `port` (use [`free_port`]).
     pub fn start(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts aiosmtpd with extra command-line options (e.g. `--tlscert`/`--tlskey`).
+    pub fn start_with(port: u16, extra: &[&std::ffi::OsStr]) -> Self {
         let ok = Command::new(PYTHON)
             .args(["-c", "import aiosmtpd"])
             .status()
@@ -85,6 +90,7 @@ impl SmtpServer {
         let mut child = Command::new(PYTHON)
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdout(Stdio::null())
