@@ -561,43 +561,56 @@ impl Notifier {
         }
     }
 
+    /// Keeps up to `concurrency` deliveries in flight; results are recorded in small batches
+    /// (one outbox transaction each) as they complete, so a slow receiver does not hold up others.
     async fn delivery_loop(self: Arc<Self>) {
         let concurrency = self.outbox.options().concurrency.max(1);
+        let mut inflight = tokio::task::JoinSet::new();
         loop {
-            let now = Utc::now();
-            let due = match self.outbox.take_due(now, concurrency) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the outbox");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+            let room = concurrency - inflight.len();
+            if room > 0 {
+                match self.outbox.take_due(Utc::now(), room) {
+                    Ok(due) => {
+                        for item in due {
+                            let me = Arc::clone(&self);
+                            inflight.spawn(async move {
+                                let result = me.deliver(&item).await;
+                                (item, result)
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the outbox");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
                 }
-            };
-            if due.is_empty() {
-                let wait = self
-                    .outbox
-                    .next_due()
-                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                    .unwrap_or(Duration::from_secs(3600));
+            }
+            let wait = self
+                .outbox
+                .next_due()
+                .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(3600));
+            if inflight.is_empty() {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = self.outbox_wake.notified() => {}
                 }
                 continue;
             }
-            let mut set = tokio::task::JoinSet::new();
-            for item in due {
-                let me = Arc::clone(&self);
-                set.spawn(async move {
-                    let result = me.deliver(&item).await;
-                    (item, result)
-                });
-            }
             let mut results = Vec::new();
-            while let Some(r) = set.join_next().await {
-                if let Ok(r) = r {
-                    results.push(r);
+            tokio::select! {
+                Some(done) = inflight.join_next() => {
+                    results.extend(done.ok());
+                    while let Some(done) = inflight.try_join_next() {
+                        results.extend(done.ok());
+                    }
                 }
+                _ = tokio::time::sleep(wait), if inflight.len() < concurrency => {}
+                _ = self.outbox_wake.notified(), if inflight.len() < concurrency => {}
+            }
+            if results.is_empty() {
+                continue;
             }
             match self.outbox.finish(results, Utc::now()) {
                 Ok(outcomes) => {
