@@ -158,7 +158,8 @@ impl Dispatcher {
             .settings
             .group_by
             .iter()
-            .map(|l| (l.clone(), alert.labels.get(l).cloned().unwrap_or_default()))
+            // As in Alertmanager, a label the alert lacks is not a group label.
+            .filter_map(|l| alert.labels.get(l).map(|v| (l.clone(), v.clone())))
             .collect();
         let key = group_key(route, &labels);
         let group = self.groups.entry(key).or_insert_with(|| Group {
