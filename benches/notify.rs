@@ -18,7 +18,7 @@ use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kubesignal::notify::group::Dispatcher;
 use kubesignal::notify::outbox::OutboxOptions;
-use kubesignal::notify::owners::Resolution;
+use kubesignal::notify::owners::OwnerResolver;
 use kubesignal::notify::routing::Routing;
 use kubesignal::notify::{Alert, NoQuerier, Notifier, NotifierConfig};
 
@@ -81,18 +81,13 @@ fn dispatch(c: &mut Criterion) {
     std::fs::write(&path, routing_text("http://127.0.0.1:9")).unwrap();
     let routing = Routing::load(&path).unwrap();
     let input = alerts();
+    // Labels only (no Kubernetes watchers): the owner label decides, as in most SLO alerts.
+    let resolver = OwnerResolver::new();
     c.bench_function("notify/dispatch_10k_alerts_200_owners", |b| {
         b.iter(|| {
             let mut d = Dispatcher::default();
             let now = Utc::now();
-            for a in &input {
-                let res = Resolution {
-                    owner: a.labels.get("owner").cloned(),
-                    ..Resolution::default()
-                };
-                let route = routing.route_for(&res);
-                d.insert(&route, a.clone(), now);
-            }
+            d.insert_all(&routing, |l| resolver.resolve(l), input.clone(), now);
             let n = d.flush_due(now);
             assert_eq!(n.len(), NOTIFICATIONS);
             black_box(n)

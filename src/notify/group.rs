@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Alert;
-use super::routing::{Receiver, RouteSettings, RouteTarget};
+use super::owners::Resolution;
+use super::routing::{Receiver, RouteSettings, RouteTarget, Routing};
 
 /// What the notification log remembers about the last notification of a group to a receiver.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +187,31 @@ impl Dispatcher {
                 true
             }
         }
+    }
+
+    /// Resolves, routes and inserts a batch of alerts (one `submit`); returns how many new firing
+    /// alerts have no known owner. Routes are computed once per distinct owner resolution.
+    pub fn insert_all(
+        &mut self,
+        routing: &Routing,
+        resolve: impl Fn(&BTreeMap<String, String>) -> Resolution,
+        alerts: Vec<Alert>,
+        now: DateTime<Utc>,
+    ) -> u64 {
+        let mut routes: HashMap<Resolution, (RouteTarget, bool)> = HashMap::new();
+        let mut unowned = 0;
+        for alert in alerts {
+            let resolution = resolve(&alert.labels);
+            let (route, owned) = routes.entry(resolution).or_insert_with_key(|r| {
+                let owned = r.owner.as_deref().is_some_and(|o| routing.knows_owner(o));
+                (routing.route_for(r), owned)
+            });
+            let firing = alert.is_firing(now);
+            if self.insert(route, alert, now) && firing && !*owned {
+                unowned += 1;
+            }
+        }
+        unowned
     }
 
     /// The earliest time a group is due.

@@ -358,19 +358,8 @@ impl Notifier {
         let routing = self.routing();
         let now = Utc::now();
         let mut dispatcher = self.dispatcher.lock().await;
-        for alert in alerts {
-            let resolution = self.owners.resolve(&alert.labels);
-            let owned = resolution
-                .owner
-                .as_deref()
-                .is_some_and(|o| routing.knows_owner(o));
-            let firing = alert.is_firing(now);
-            let route = routing.route_for(&resolution);
-            let new = dispatcher.insert(&route, alert, now);
-            if new && firing && !owned {
-                self.metrics.unowned.inc();
-            }
-        }
+        let unowned = dispatcher.insert_all(&routing, |l| self.owners.resolve(l), alerts, now);
+        self.metrics.unowned.inc_by(unowned);
         drop(dispatcher);
         self.dispatch_wake.notify_one();
     }

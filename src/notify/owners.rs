@@ -58,7 +58,7 @@ impl KubeConfig {
 }
 
 /// Where an owner was found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OwnerSource {
     /// The alert's `owner` or `team` label.
@@ -73,7 +73,7 @@ pub enum OwnerSource {
 }
 
 /// Result of owner resolution for one alert.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Resolution {
     /// The owner, if any.
     pub owner: Option<String>,
