@@ -473,3 +473,52 @@ async fn email_goes_over_starttls_and_implicit_tls_verified_against_the_configur
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_auth_uses_the_password_from_the_file_and_a_wrong_one_delivers_nothing() {
+    let smtp = SmtpServer::start_with_auth(free_port(), "kubesignal", "s3cret-from-file");
+    let dir = tempfile::tempdir().unwrap();
+    for (password, delivered) in [("wrong-password", false), ("s3cret-from-file", true)] {
+        let sub = dir.path().join(password);
+        std::fs::create_dir_all(&sub).unwrap();
+        let password_file = sub.join("smtp-password");
+        std::fs::write(&password_file, format!("{password}\n")).unwrap();
+        let routing = write_routing(
+            &sub,
+            &format!(
+                "smtp: {{host: 127.0.0.1, port: {}, from: alerts@example.com, tls: none, \
+                 username: kubesignal, password_file: {}}}\n\
+                 defaults: {{group_wait: 100ms}}\n\
+                 triage: {{email: [sre@example.com]}}\n",
+                smtp.port,
+                password_file.display()
+            ),
+        );
+        let (n, registry) =
+            start_notifier(&routing, &sub.join("state"), None, Arc::new(NoQuerier)).await;
+        n.submit(vec![alert(&[("alertname", "AuthCheck")], Utc::now())])
+            .await;
+        if delivered {
+            assert!(
+                wait_until(Duration::from_secs(15), || smtp.messages().len() == 1).await,
+                "no mail with the right password"
+            );
+        } else {
+            assert!(
+                wait_until(Duration::from_secs(15), || {
+                    metric(
+                        &registry,
+                        "kubesignal_evaluator_notifications_failed_total{receiver=\"email\"}",
+                    )
+                    .is_some_and(|v| v >= 1.0)
+                })
+                .await,
+                "a wrong password was not refused"
+            );
+            assert!(smtp.messages().is_empty());
+            // The password never reaches the metrics.
+            assert!(!metrics_text(&registry).contains(password));
+        }
+        n.shutdown().await;
+    }
+}

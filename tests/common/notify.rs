@@ -106,6 +106,43 @@ impl SmtpServer {
         }
     }
 
+    /// Starts an aiosmtpd server that requires AUTH (PLAIN/LOGIN, allowed without TLS) and
+    /// accepts only `user` with `password`.
+    pub fn start_with_auth(port: u16, user: &str, password: &str) -> Self {
+        const SCRIPT: &str = r#"
+import sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+host, port, maildir, user, password = sys.argv[1:6]
+def check(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == user.encode() and data.password == password.encode()
+    return AuthResult(success=ok, handled=False)
+c = Controller(Mailbox(maildir), hostname=host, port=int(port), authenticator=check,
+               auth_required=True, auth_require_tls=False)
+c.start()
+while True:
+    time.sleep(3600)
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("Maildir");
+        let mut child = Command::new(PYTHON)
+            .args(["-c", SCRIPT, "127.0.0.1", &port.to_string()])
+            .arg(&maildir)
+            .args([user, password])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting aiosmtpd with auth (needs python3-aiosmtpd)");
+        wait_for_port(port, &mut child, "aiosmtpd (auth)");
+        Self {
+            child,
+            port,
+            maildir,
+            _dir: dir,
+        }
+    }
+
     /// The raw messages received so far.
     pub fn messages(&self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
