@@ -9,6 +9,7 @@ pub mod cli;
 pub mod demo;
 pub mod exposition;
 pub mod http;
+pub mod notify;
 pub mod rules;
 pub mod slo;
 pub mod telemetry;

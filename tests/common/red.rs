@@ -20,16 +20,14 @@ use kubesignal::agent::red::render::RedMetrics;
 use kubesignal::agent::red::targets::{PATH_ANNOTATION, PORT_ANNOTATION, SCRAPE_ANNOTATION};
 use prometheus_client::registry::Registry;
 
-/// A file of `/work/shared/fixtures` (or `KUBESIGNAL_FIXTURES`), read whole.
+/// A file of `../shared/fixtures` beside the repository (or `KUBESIGNAL_FIXTURES`), read whole.
 pub fn fixture(relative: &str) -> String {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(dir) = std::env::var("KUBESIGNAL_FIXTURES") {
         candidates.push(dir.into());
     }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    candidates.push(manifest.join("tests/fixtures"));
     candidates.push(manifest.join("../shared/fixtures"));
-    candidates.push(manifest.join("../../shared/fixtures"));
     for dir in &candidates {
         if let Ok(text) = std::fs::read_to_string(dir.join(relative)) {
             return text;

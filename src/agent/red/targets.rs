@@ -179,11 +179,10 @@ mod tests {
     fn fixture_pods() -> PodList {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/kubelet-pods/nri-k8s-1_34-pods.json"
+            "/../shared/fixtures/kubelet-pods/nri-k8s-1_34-pods.json"
         );
         let bytes = std::fs::read(path)
-            .or_else(|_| std::fs::read("/work/shared/fixtures/kubelet-pods/nri-k8s-1_34-pods.json"))
-            .expect("fixture kubelet-pods/nri-k8s-1_34-pods.json");
+            .expect("the shared fixture ../shared/fixtures/kubelet-pods/nri-k8s-1_34-pods.json");
         PodList::from_json(&bytes).expect("fixture decodes")
     }
 
