@@ -372,6 +372,7 @@ async fn promtool_finds_no_problem_in_the_output_of_any_fixture_set() {
         let kubelet = FakeKubelet::start(&set).await;
         let agent = agent_for(&kubelet, &node, &[]).await;
         let text = agent.metrics().await;
+        metrics::assert_documented(&text);
         let (ok, output) = process::promtool_check_metrics(&text);
         assert!(
             ok && output.trim().is_empty(),

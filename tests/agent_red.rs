@@ -63,6 +63,7 @@ async fn requests_to_a_static_target_come_out_as_red_series_of_its_workload() {
         },
     )
     .await;
+    metrics::assert_documented(&agent.metrics().await);
     let errors: f64 = got
         .find("kubesignal_red_errors_total", &workload)
         .iter()

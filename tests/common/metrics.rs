@@ -113,3 +113,17 @@ pub fn quantity(text: &str) -> f64 {
     }
     text.parse().unwrap()
 }
+
+/// Asserts every family in an exposition (`# TYPE` lines) is listed in `docs/metrics.md`.
+#[track_caller]
+pub fn assert_documented(exposition: &str) {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))
+        .expect("docs/metrics.md");
+    let missing: Vec<&str> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|name| !doc.contains(&format!("`{name}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
+}
