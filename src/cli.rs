@@ -35,6 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Per-node exporter: USE series from the kubelet (or /proc) and RED series of app pods.
     Agent(AgentArgs),
+    /// Rule and SLO evaluator: Prometheus rules against a remote Prometheus-compatible API.
+    Evaluator(crate::evaluator::EvaluatorArgs),
+    /// Run rules over a past time range and print the alert timeline.
+    Replay(crate::evaluator::replay::ReplayArgs),
 }
 
 /// How log lines are written.
@@ -234,7 +238,9 @@ mod tests {
         ]))
         .unwrap();
         let cli = Cli::try_parse_from(merged).unwrap();
-        let Command::Agent(a) = cli.command;
+        let Command::Agent(a) = cli.command else {
+            panic!("expected the agent subcommand")
+        };
         assert_eq!(a.listen.to_string(), "127.0.0.1:1");
         assert_eq!(a.interval, std::time::Duration::from_secs(5));
         assert_eq!(a.static_target.len(), 2);
@@ -258,6 +264,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         .build()?;
     match cli.command {
         Command::Agent(args) => runtime.block_on(crate::agent::run(args))?,
+        Command::Evaluator(args) => runtime.block_on(crate::evaluator::run(args))?,
+        Command::Replay(args) => runtime.block_on(crate::evaluator::run_replay(args))?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

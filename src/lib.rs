@@ -6,5 +6,6 @@
 
 pub mod agent;
 pub mod cli;
+pub mod evaluator;
 pub mod rules;
 pub mod telemetry;
