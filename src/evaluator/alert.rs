@@ -93,6 +93,8 @@ pub struct Transition {
     pub labels: Labels,
     /// The state it entered.
     pub state: AlertState,
+    /// Its annotations at that moment (empty for a dropped pending alert).
+    pub annotations: Labels,
 }
 
 /// Why applying a result failed; the rule's state is then unchanged (or, for the limit, cleared
@@ -312,15 +314,13 @@ impl AlertingRule {
         keys.dedup();
         for labels in keys {
             let old = before.get(labels).copied().unwrap_or(AlertState::Inactive);
-            let new = self
-                .active
-                .get(labels)
-                .map(|a| a.state)
-                .unwrap_or(AlertState::Inactive);
+            let current = self.active.get(labels);
+            let new = current.map(|a| a.state).unwrap_or(AlertState::Inactive);
             if old != new {
                 transitions.push(Transition {
                     labels: labels.clone(),
                     state: new,
+                    annotations: current.map(|a| a.annotations.clone()).unwrap_or_default(),
                 });
             }
         }

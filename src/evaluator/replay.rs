@@ -98,6 +98,7 @@ struct AlertLine<'a> {
     alertname: &'a str,
     labels: &'a Labels,
     state: AlertState,
+    annotations: &'a Labels,
 }
 
 #[derive(Debug, Serialize)]
@@ -153,6 +154,7 @@ pub async fn replay(
                             alertname,
                             labels: &tr.labels,
                             state: tr.state,
+                            annotations: &tr.annotations,
                         };
                         serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
                         writeln!(out)?;
