@@ -251,8 +251,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.yaml");
         std::fs::write(&path, "- just\n- a list\n").unwrap();
-        let err = merge_config_file(os(&["kubesignal", "agent", "--config", path.to_str().unwrap()]))
-            .unwrap_err();
+        let err = merge_config_file(os(&[
+            "kubesignal",
+            "agent",
+            "--config",
+            path.to_str().unwrap(),
+        ]))
+        .unwrap_err();
         assert!(err.to_string().contains("bad.yaml"), "{err}");
     }
 }

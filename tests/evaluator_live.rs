@@ -90,10 +90,16 @@ fn an_alert_fires_is_resent_with_a_moving_ends_at_and_resolves_at_the_real_alert
     let target = Target::start(0.0);
     let prom = prometheus_scraping(dir, &target, None);
     let am = Alertmanager::start(dir);
-    let (ev, url) = start_evaluator(dir, "ev", &evaluator_args(dir, &prom, &am, &["--resend-delay=2s"]));
+    let (ev, url) = start_evaluator(
+        dir,
+        "ev",
+        &evaluator_args(dir, &prom, &am, &["--resend-delay=2s"]),
+    );
 
     target.set(10.0);
-    let first = wait_for("the alert at Alertmanager", Duration::from_secs(30), || am_active(&am));
+    let first = wait_for("the alert at Alertmanager", Duration::from_secs(30), || {
+        am_active(&am)
+    });
     assert_eq!(first["labels"]["severity"], "page");
     assert_eq!(first["labels"]["cluster"], "test", "external label added");
     assert_eq!(first["annotations"]["summary"], "value is 10");
@@ -109,7 +115,10 @@ fn an_alert_fires_is_resent_with_a_moving_ends_at_and_resolves_at_the_real_alert
     assert_eq!(alerts[0]["state"], "firing");
     let starts = time_of(&first, "startsAt");
     let active_at = time_of(&alerts[0], "activeAt");
-    assert!(starts - active_at >= chrono::Duration::milliseconds(1999), "fired before `for`: {starts} vs {active_at}");
+    assert!(
+        starts - active_at >= chrono::Duration::milliseconds(1999),
+        "fired before `for`: {starts} vs {active_at}"
+    );
     let (_, metrics) = http_get(&format!("{url}/metrics")).unwrap();
     assert!(
         metrics.lines().any(|l| l.starts_with("ALERTS{")
@@ -120,17 +129,21 @@ fn an_alert_fires_is_resent_with_a_moving_ends_at_and_resolves_at_the_real_alert
 
     // Re-sent on schedule: endsAt moves forward, startsAt stays.
     let ends1 = time_of(&first, "endsAt");
-    let resent = wait_for("a re-send extending endsAt", Duration::from_secs(15), || {
-        am_active(&am).filter(|a| time_of(a, "endsAt") > ends1)
-    });
+    let resent = wait_for(
+        "a re-send extending endsAt",
+        Duration::from_secs(15),
+        || am_active(&am).filter(|a| time_of(a, "endsAt") > ends1),
+    );
     assert_eq!(time_of(&resent, "startsAt"), starts);
 
     // The resolution is sent at once: the alert leaves Alertmanager well before its endsAt.
     let ends = time_of(&resent, "endsAt");
     target.set(0.0);
-    wait_for("the resolution at Alertmanager", Duration::from_secs(15), || {
-        am_active(&am).is_none().then_some(())
-    });
+    wait_for(
+        "the resolution at Alertmanager",
+        Duration::from_secs(15),
+        || am_active(&am).is_none().then_some(()),
+    );
     assert!(
         Utc::now() < ends - chrono::Duration::seconds(1),
         "alert only went away by expiring (endsAt {ends})"
@@ -147,8 +160,19 @@ fn a_datasource_outage_neither_resolves_nor_stops_firing_alerts_and_changes_no_s
     let prom = prometheus_scraping(dir, &target, None);
     let port = prom.port;
     let am = Alertmanager::start(dir);
-    let (ev, url) = start_evaluator(dir, "ev", &evaluator_args(dir, &prom, &am, &["--resend-delay=1s", "--outage-tolerance=1h"]));
-    let before = wait_for("the alert at Alertmanager", Duration::from_secs(30), || am_active(&am));
+    let (ev, url) = start_evaluator(
+        dir,
+        "ev",
+        &evaluator_args(
+            dir,
+            &prom,
+            &am,
+            &["--resend-delay=1s", "--outage-tolerance=1h"],
+        ),
+    );
+    let before = wait_for("the alert at Alertmanager", Duration::from_secs(30), || {
+        am_active(&am)
+    });
     let starts = time_of(&before, "startsAt");
     let active_at = time_of(&evaluator_alerts(&url)[0], "activeAt");
 
@@ -169,16 +193,32 @@ fn a_datasource_outage_neither_resolves_nor_stops_firing_alerts_and_changes_no_s
     let rules: Value = serde_json::from_str(&body).unwrap();
     let rule = &rules["data"]["groups"][0]["rules"][0];
     assert_eq!(rule["health"], "err", "{rule}");
-    assert!(rule["lastError"].as_str().unwrap().contains("127.0.0.1"), "{rule}");
+    assert!(
+        rule["lastError"].as_str().unwrap().contains("127.0.0.1"),
+        "{rule}"
+    );
     assert!(outage_start.elapsed() >= Duration::from_secs(8));
 
-    let prom2 = Prometheus::start(dir, &dir.join("prom-data"), &std::fs::read_to_string(&prom.config).unwrap(), Some(port));
-    wait_for("the rule to be healthy again", Duration::from_secs(30), || {
-        let (_, body) = http_get(&format!("{url}/api/v1/rules")).ok()?;
-        body.contains("\"health\":\"ok\"").then_some(())
-    });
+    let prom2 = Prometheus::start(
+        dir,
+        &dir.join("prom-data"),
+        &std::fs::read_to_string(&prom.config).unwrap(),
+        Some(port),
+    );
+    wait_for(
+        "the rule to be healthy again",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = http_get(&format!("{url}/api/v1/rules")).ok()?;
+            body.contains("\"health\":\"ok\"").then_some(())
+        },
+    );
     let after = am_active(&am).expect("alert gone after the outage");
-    assert_eq!(time_of(&after, "startsAt"), starts, "the alert was re-created, i.e. resolved in between");
+    assert_eq!(
+        time_of(&after, "startsAt"),
+        starts,
+        "the alert was re-created, i.e. resolved in between"
+    );
     assert_eq!(time_of(&evaluator_alerts(&url)[0], "activeAt"), active_at);
     drop((ev, prom2));
 }
@@ -193,21 +233,35 @@ fn a_restart_while_firing_neither_pages_again_early_nor_forgets_the_alert() {
     let am = Alertmanager::start(dir);
     let args = evaluator_args(dir, &prom, &am, &["--resend-delay=1m"]);
     let (mut ev, url) = start_evaluator(dir, "ev1", &args);
-    let first = wait_for("the alert at Alertmanager", Duration::from_secs(30), || am_active(&am));
+    let first = wait_for("the alert at Alertmanager", Duration::from_secs(30), || {
+        am_active(&am)
+    });
     let active_at = time_of(&evaluator_alerts(&url)[0], "activeAt");
     ev.kill();
 
     let (ev2, url2) = start_evaluator(dir, "ev2", &args);
-    wait_for("an evaluation after the restart", Duration::from_secs(20), || {
-        let (_, body) = http_get(&format!("{url2}/api/v1/rules")).ok()?;
-        body.contains("\"health\":\"ok\"").then_some(())
-    });
+    wait_for(
+        "an evaluation after the restart",
+        Duration::from_secs(20),
+        || {
+            let (_, body) = http_get(&format!("{url2}/api/v1/rules")).ok()?;
+            body.contains("\"health\":\"ok\"").then_some(())
+        },
+    );
     std::thread::sleep(Duration::from_secs(3));
     let alerts = evaluator_alerts(&url2);
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["state"], "firing");
-    assert_eq!(time_of(&alerts[0], "activeAt"), active_at, "for timer reset");
-    assert_eq!(sent_total(&url2), 0.0, "re-sent within the resend delay after a restart");
+    assert_eq!(
+        time_of(&alerts[0], "activeAt"),
+        active_at,
+        "for timer reset"
+    );
+    assert_eq!(
+        sent_total(&url2),
+        0.0,
+        "re-sent within the resend delay after a restart"
+    );
     let still = am_active(&am).unwrap();
     assert_eq!(time_of(&still, "startsAt"), time_of(&first, "startsAt"));
     drop(ev2);
@@ -221,10 +275,17 @@ fn a_restart_while_pending_keeps_the_for_progress_without_counting_the_downtime(
     let target = Target::start(10.0);
     let prom = prometheus_scraping(dir, &target, None);
     let am = Alertmanager::start(dir);
-    let args = evaluator_args(dir, &prom, &am, &["--for-grace-period=1s", "--resend-delay=1m"]);
+    let args = evaluator_args(
+        dir,
+        &prom,
+        &am,
+        &["--for-grace-period=1s", "--resend-delay=1m"],
+    );
     let (mut ev, url) = start_evaluator(dir, "ev1", &args);
     let pending = wait_for("a pending alert", Duration::from_secs(30), || {
-        evaluator_alerts(&url).into_iter().find(|a| a["state"] == "pending")
+        evaluator_alerts(&url)
+            .into_iter()
+            .find(|a| a["state"] == "pending")
     });
     let active_at = time_of(&pending, "activeAt");
     // Let the alert spend ~4s of its 10s pending, then stop for ~3s.
@@ -236,11 +297,14 @@ fn a_restart_while_pending_keeps_the_for_progress_without_counting_the_downtime(
     std::thread::sleep(Duration::from_secs(3));
     let restarted_at = Utc::now();
     let (ev2, _url2) = start_evaluator(dir, "ev2", &args);
-    let fired = wait_for("the alert at Alertmanager", Duration::from_secs(40), || am_active(&am));
+    let fired = wait_for("the alert at Alertmanager", Duration::from_secs(40), || {
+        am_active(&am)
+    });
     let fired_at = time_of(&fired, "startsAt");
     let downtime = restarted_at - down_at;
     assert!(
-        fired_at >= active_at + chrono::Duration::seconds(10) + downtime - chrono::Duration::seconds(1),
+        fired_at
+            >= active_at + chrono::Duration::seconds(10) + downtime - chrono::Duration::seconds(1),
         "fired early: active {active_at}, fired {fired_at}, down {downtime}"
     );
     assert!(
@@ -260,7 +324,9 @@ fn a_bad_rule_file_on_reload_is_rejected_and_the_old_rules_keep_running() {
     let am = Alertmanager::start(dir);
     let (ev, url) = start_evaluator(dir, "ev", &evaluator_args(dir, &prom, &am, &[]));
     wait_for("the alert firing", Duration::from_secs(30), || {
-        evaluator_alerts(&url).into_iter().find(|a| a["state"] == "firing")
+        evaluator_alerts(&url)
+            .into_iter()
+            .find(|a| a["state"] == "firing")
     });
 
     std::fs::write(
@@ -270,12 +336,21 @@ fn a_bad_rule_file_on_reload_is_rejected_and_the_old_rules_keep_running() {
     .unwrap();
     let (status, body) = http_post(&format!("{url}/-/reload")).unwrap();
     assert_eq!(status, 500, "{body}");
-    assert!(body.contains("rules.yaml") && body.contains("exactly one of"), "{body}");
+    assert!(
+        body.contains("rules.yaml") && body.contains("exactly one of"),
+        "{body}"
+    );
     let last_eval = |url: &str| -> String {
         let (_, body) = http_get(&format!("{url}/api/v1/rules")).unwrap();
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["data"]["groups"][0]["rules"][0]["name"], "ValueHigh", "{v}");
-        v["data"]["groups"][0]["lastEvaluation"].as_str().unwrap().to_string()
+        assert_eq!(
+            v["data"]["groups"][0]["rules"][0]["name"], "ValueHigh",
+            "{v}"
+        );
+        v["data"]["groups"][0]["lastEvaluation"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let t1 = last_eval(&url);
     std::thread::sleep(Duration::from_secs(2));
@@ -284,7 +359,10 @@ fn a_bad_rule_file_on_reload_is_rejected_and_the_old_rules_keep_running() {
     let (_, page) = http_get(&format!("{url}/")).unwrap();
     assert!(page.contains("Last reload failed"), "{page}");
     let (_, metrics) = http_get(&format!("{url}/metrics")).unwrap();
-    assert!(metrics.contains("kubesignal_evaluator_config_last_reload_successful 0"), "{metrics}");
+    assert!(
+        metrics.contains("kubesignal_evaluator_config_last_reload_successful 0"),
+        "{metrics}"
+    );
 
     // A good file through SIGHUP replaces the rules and keeps the state of the same rule.
     std::fs::write(
@@ -298,6 +376,11 @@ fn a_bad_rule_file_on_reload_is_rejected_and_the_old_rules_keep_running() {
         body.contains("\"Extra\"").then_some(())
     });
     let alerts = evaluator_alerts(&url);
-    assert!(alerts.iter().any(|a| a["labels"]["alertname"] == "ValueHigh" && a["state"] == "firing"), "{alerts:?}");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "ValueHigh" && a["state"] == "firing"),
+        "{alerts:?}"
+    );
     drop(ev);
 }

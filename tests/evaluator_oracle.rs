@@ -51,12 +51,30 @@ const RULES: &str = r#"groups:
 
 /// Series in promtool's notation, one value per minute from t=0; `_` is a missing sample.
 const SERIES: &[(&str, &str)] = &[
-    (r#"up{job="api",instance="a"}"#, "1 1 0 0 0 0 0 1 1 0 0 0 0 0 0 1 1 1 1 1 1 1"),
-    (r#"up{job="api",instance="b"}"#, "1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1"),
-    (r#"up{job="db",instance="c"}"#, "0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"),
-    (r#"errors{job="api",instance="a"}"#, "0 0 10 10 10 0 0 0 0 0 0 10 0 0 0 0 0 0 0 0 0 0"),
-    (r#"errors{job="db",instance="c"}"#, "1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1"),
-    (r#"flap{instance="f"}"#, "1 0 1 1 0 1 1 1 0 1 1 1 1 0 1 _ _ _ _ _ _ _"),
+    (
+        r#"up{job="api",instance="a"}"#,
+        "1 1 0 0 0 0 0 1 1 0 0 0 0 0 0 1 1 1 1 1 1 1",
+    ),
+    (
+        r#"up{job="api",instance="b"}"#,
+        "1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+    ),
+    (
+        r#"up{job="db",instance="c"}"#,
+        "0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
+    ),
+    (
+        r#"errors{job="api",instance="a"}"#,
+        "0 0 10 10 10 0 0 0 0 0 0 10 0 0 0 0 0 0 0 0 0 0",
+    ),
+    (
+        r#"errors{job="db",instance="c"}"#,
+        "1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+    ),
+    (
+        r#"flap{instance="f"}"#,
+        "1 0 1 1 0 1 1 1 0 1 1 1 1 0 1 _ _ _ _ _ _ _",
+    ),
 ];
 
 /// Evaluations, one a minute (enough for the 5m lookback to expire the gap in `flap`).
@@ -169,12 +187,16 @@ fn promtool_test(tl: &Timeline) -> String {
         "rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
     );
     for (series, values) in SERIES {
-        out.push_str(&format!("      - series: '{series}'\n        values: '{values}'\n"));
+        out.push_str(&format!(
+            "      - series: '{series}'\n        values: '{values}'\n"
+        ));
     }
     out.push_str("    alert_rule_test:\n");
     for k in 0..STEPS as usize {
         for name in ["InstanceDown", "HighErrors", "Flappy"] {
-            out.push_str(&format!("      - eval_time: {k}m\n        alertname: {name}\n        exp_alerts:"));
+            out.push_str(&format!(
+                "      - eval_time: {k}m\n        alertname: {name}\n        exp_alerts:"
+            ));
             let alerts = tl.firing[k].get(name).cloned().unwrap_or_default();
             if alerts.is_empty() {
                 out.push_str(" []\n");
@@ -182,8 +204,10 @@ fn promtool_test(tl: &Timeline) -> String {
             }
             out.push('\n');
             for (labels, ann) in alerts {
-                let labels: Vec<(String, String)> =
-                    labels.into_iter().filter(|(k, _)| k != "alertname").collect();
+                let labels: Vec<(String, String)> = labels
+                    .into_iter()
+                    .filter(|(k, _)| k != "alertname")
+                    .collect();
                 out.push_str(&format!(
                     "          - exp_labels: {}\n            exp_annotations: {}\n",
                     yaml_map(&labels),
@@ -195,8 +219,13 @@ fn promtool_test(tl: &Timeline) -> String {
     out.push_str("    promql_expr_test:\n");
     for k in 0..STEPS as usize {
         for record in ["job:up:sum", "job:errors:max"] {
-            out.push_str(&format!("      - expr: '{record}'\n        eval_time: {k}m\n        exp_samples:"));
-            let samples: Vec<_> = tl.recorded[k].iter().filter(|(r, _, _)| r == record).collect();
+            out.push_str(&format!(
+                "      - expr: '{record}'\n        eval_time: {k}m\n        exp_samples:"
+            ));
+            let samples: Vec<_> = tl.recorded[k]
+                .iter()
+                .filter(|(r, _, _)| r == record)
+                .collect();
             if samples.is_empty() {
                 out.push_str(" []\n");
                 continue;
@@ -240,7 +269,9 @@ fn replay_timelines_agree_with_promtool_at_every_evaluation() {
     std::fs::write(dir.join("rules.yaml"), RULES).unwrap();
     // Three hours ago, on a minute boundary: well inside retention, clear of the head block.
     let now = Utc::now() - CDuration::hours(3);
-    let t0 = Utc.timestamp_opt(now.timestamp() - now.timestamp() % 3600, 0).unwrap();
+    let t0 = Utc
+        .timestamp_opt(now.timestamp() - now.timestamp() % 3600, 0)
+        .unwrap();
     let prom = Prometheus::with_openmetrics(dir, &openmetrics(t0));
 
     let to = t0 + CDuration::minutes(STEPS - 1);
@@ -248,8 +279,14 @@ fn replay_timelines_agree_with_promtool_at_every_evaluation() {
         .arg("replay")
         .arg(format!("--rules={}", dir.join("rules.yaml").display()))
         .arg(format!("--datasource-url={}", prom.url))
-        .arg(format!("--from={}", t0.to_rfc3339_opts(SecondsFormat::Secs, true)))
-        .arg(format!("--to={}", to.to_rfc3339_opts(SecondsFormat::Secs, true)))
+        .arg(format!(
+            "--from={}",
+            t0.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ))
+        .arg(format!(
+            "--to={}",
+            to.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ))
         .args(["--step=1m", "--output=json", "--emit-recorded"])
         .output()
         .unwrap();
@@ -265,21 +302,53 @@ fn replay_timelines_agree_with_promtool_at_every_evaluation() {
     let change = |k: i64, name: &str, instance: &str| -> Option<String> {
         tl.changes
             .iter()
-            .find(|(kk, n, l, _)| *kk == k && n == name && l.get("instance").map(String::as_str) == Some(instance))
+            .find(|(kk, n, l, _)| {
+                *kk == k && n == name && l.get("instance").map(String::as_str) == Some(instance)
+            })
             .map(|(_, _, _, s)| s.clone())
     };
-    assert_eq!(change(2, "InstanceDown", "a").as_deref(), Some("pending"), "{stdout}");
-    assert_eq!(change(5, "InstanceDown", "a").as_deref(), Some("firing"), "{stdout}");
-    assert_eq!(change(7, "InstanceDown", "a").as_deref(), Some("inactive"), "{stdout}");
-    assert_eq!(change(12, "InstanceDown", "a").as_deref(), Some("firing"), "{stdout}");
-    assert_eq!(change(8, "HighErrors", "a").as_deref(), Some("inactive"), "kept firing 3m: {stdout}");
-    assert_eq!(change(7, "Flappy", "f-x").as_deref(), Some("firing"), "{stdout}");
+    assert_eq!(
+        change(2, "InstanceDown", "a").as_deref(),
+        Some("pending"),
+        "{stdout}"
+    );
+    assert_eq!(
+        change(5, "InstanceDown", "a").as_deref(),
+        Some("firing"),
+        "{stdout}"
+    );
+    assert_eq!(
+        change(7, "InstanceDown", "a").as_deref(),
+        Some("inactive"),
+        "{stdout}"
+    );
+    assert_eq!(
+        change(12, "InstanceDown", "a").as_deref(),
+        Some("firing"),
+        "{stdout}"
+    );
+    assert_eq!(
+        change(8, "HighErrors", "a").as_deref(),
+        Some("inactive"),
+        "kept firing 3m: {stdout}"
+    );
+    assert_eq!(
+        change(7, "Flappy", "f-x").as_deref(),
+        Some("firing"),
+        "{stdout}"
+    );
     let down_c = tl.firing[3]["InstanceDown"].iter().next().unwrap();
-    assert!(down_c.0.contains(&("owner".into(), "team-db".into())), "{down_c:?}");
+    assert!(
+        down_c.0.contains(&("owner".into(), "team-db".into())),
+        "{down_c:?}"
+    );
 
     let test = promtool_test(&tl);
     let (ok, log) = run_promtool(dir, &test);
-    assert!(ok, "promtool disagrees with the replay:\n{log}\n--- test file ---\n{test}");
+    assert!(
+        ok,
+        "promtool disagrees with the replay:\n{log}\n--- test file ---\n{test}"
+    );
 
     // The oracle can fail: drop one firing alert from the expectations and promtool objects.
     let mut wrong = tl;

@@ -469,7 +469,11 @@ mod tests {
             .text
             .replace(
                 "{{ $labels.instance }}",
-                input.labels.get("instance").map(String::as_str).unwrap_or(""),
+                input
+                    .labels
+                    .get("instance")
+                    .map(String::as_str)
+                    .unwrap_or(""),
             )
             .replace("{{ $value }}", &input.value.to_string())
     }
@@ -495,7 +499,10 @@ mod tests {
         let s = [sample("a", 0.0)];
         assert_eq!(step(&mut r, 0, &s), vec![("a".into(), AlertState::Pending)]);
         assert_eq!(step(&mut r, 60, &s), vec![]);
-        assert_eq!(step(&mut r, 120, &s), vec![("a".into(), AlertState::Firing)]);
+        assert_eq!(
+            step(&mut r, 120, &s),
+            vec![("a".into(), AlertState::Firing)]
+        );
         let a = r.active.values().next().unwrap();
         assert_eq!(a.active_at, t(0));
         assert_eq!(a.fired_at, Some(t(120)));
@@ -518,20 +525,33 @@ mod tests {
     fn a_pending_alert_that_disappears_is_dropped_without_a_resolution() {
         let mut r = rule(120, 0);
         step(&mut r, 0, &[sample("a", 0.0)]);
-        assert_eq!(step(&mut r, 60, &[]), vec![("a".into(), AlertState::Inactive)]);
+        assert_eq!(
+            step(&mut r, 60, &[]),
+            vec![("a".into(), AlertState::Inactive)]
+        );
         assert!(r.active.is_empty());
-        assert!(r.take_to_send(t(60), Duration::from_secs(60), Duration::from_secs(60)).is_empty());
+        assert!(
+            r.take_to_send(t(60), Duration::from_secs(60), Duration::from_secs(60))
+                .is_empty()
+        );
     }
 
     #[test]
     fn a_firing_alert_that_disappears_is_resolved_and_kept_for_fifteen_minutes() {
         let mut r = rule(0, 0);
         step(&mut r, 0, &[sample("a", 0.0)]);
-        assert_eq!(step(&mut r, 60, &[]), vec![("a".into(), AlertState::Inactive)]);
+        assert_eq!(
+            step(&mut r, 60, &[]),
+            vec![("a".into(), AlertState::Inactive)]
+        );
         assert_eq!(state_of(&r, "a"), Some(AlertState::Inactive));
         assert_eq!(r.active.values().next().unwrap().resolved_at, Some(t(60)));
         step(&mut r, 60 + 900, &[]);
-        assert_eq!(state_of(&r, "a"), Some(AlertState::Inactive), "15m exactly is kept");
+        assert_eq!(
+            state_of(&r, "a"),
+            Some(AlertState::Inactive),
+            "15m exactly is kept"
+        );
         step(&mut r, 60 + 960, &[]);
         assert_eq!(state_of(&r, "a"), None);
     }
@@ -557,9 +577,15 @@ mod tests {
         let mut r = rule(0, 120);
         step(&mut r, 0, &[sample("a", 0.0)]);
         assert_eq!(step(&mut r, 60, &[]), vec![]);
-        assert_eq!(r.active.values().next().unwrap().keep_firing_since, Some(t(60)));
+        assert_eq!(
+            r.active.values().next().unwrap().keep_firing_since,
+            Some(t(60))
+        );
         assert_eq!(step(&mut r, 120, &[]), vec![]);
-        assert_eq!(step(&mut r, 180, &[]), vec![("a".into(), AlertState::Inactive)]);
+        assert_eq!(
+            step(&mut r, 180, &[]),
+            vec![("a".into(), AlertState::Inactive)]
+        );
     }
 
     #[test]
@@ -644,7 +670,10 @@ mod tests {
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].valid_until, Some(t(240)));
         step(&mut r, 60, &s);
-        assert!(r.take_to_send(t(60), iv, iv).is_empty(), "60s is not more than 1m");
+        assert!(
+            r.take_to_send(t(60), iv, iv).is_empty(),
+            "60s is not more than 1m"
+        );
         step(&mut r, 120, &s);
         let sent = r.take_to_send(t(120), iv, iv);
         assert_eq!(sent.len(), 1);
@@ -671,14 +700,21 @@ mod tests {
         assert_eq!(sent[0].state, AlertState::Inactive);
         assert_eq!(sent[0].resolved_at, Some(t(30)));
         assert!(r.take_to_send(t(60), iv, iv).is_empty());
-        assert_eq!(r.take_to_send(t(91), iv, iv).len(), 1, "resolutions are re-sent");
+        assert_eq!(
+            r.take_to_send(t(91), iv, iv).len(),
+            1,
+            "resolutions are re-sent"
+        );
     }
 
     #[test]
     fn pending_alerts_are_never_sent() {
         let mut r = rule(600, 0);
         step(&mut r, 0, &[sample("a", 0.0)]);
-        assert!(r.take_to_send(t(0), Duration::ZERO, Duration::ZERO).is_empty());
+        assert!(
+            r.take_to_send(t(0), Duration::ZERO, Duration::ZERO)
+                .is_empty()
+        );
     }
 
     #[test]
@@ -686,7 +722,14 @@ mod tests {
         let mut r = rule(0, 0);
         r.labels.insert("instance".into(), String::new());
         r.apply(t(0), &[sample("a", 0.0)], 0, &mut render).unwrap();
-        assert!(!r.active.values().next().unwrap().labels.contains_key("instance"));
+        assert!(
+            !r.active
+                .values()
+                .next()
+                .unwrap()
+                .labels
+                .contains_key("instance")
+        );
     }
 
     #[test]
@@ -694,7 +737,12 @@ mod tests {
         let mut r = rule(1800, 0);
         step(&mut r, 0, &[sample("a", 0.0)]);
         // 10 minutes pending, then down for 20 minutes.
-        r.restore(t(600), t(1800), Duration::from_secs(3600), Duration::from_secs(600));
+        r.restore(
+            t(600),
+            t(1800),
+            Duration::from_secs(3600),
+            Duration::from_secs(600),
+        );
         assert_eq!(r.active.values().next().unwrap().active_at, t(1200));
     }
 
@@ -703,7 +751,12 @@ mod tests {
         let mut r = rule(1800, 0);
         step(&mut r, 0, &[sample("a", 0.0)]);
         // 25 of 30 minutes spent pending: 5 minutes left is less than the 10m grace.
-        r.restore(t(1500), t(2000), Duration::from_secs(3600), Duration::from_secs(600));
+        r.restore(
+            t(1500),
+            t(2000),
+            Duration::from_secs(3600),
+            Duration::from_secs(600),
+        );
         let a = r.active.values().next().unwrap();
         assert_eq!(a.active_at, t(2000 + 600 - 1800));
         step(&mut r, 2000, &[sample("a", 0.0)]);
@@ -716,7 +769,12 @@ mod tests {
     fn restore_after_a_downtime_beyond_the_outage_tolerance_starts_pending_alerts_afresh() {
         let mut r = rule(1800, 0);
         step(&mut r, 0, &[sample("a", 0.0)]);
-        r.restore(t(600), t(600 + 7200), Duration::from_secs(3600), Duration::from_secs(600));
+        r.restore(
+            t(600),
+            t(600 + 7200),
+            Duration::from_secs(3600),
+            Duration::from_secs(600),
+        );
         assert!(r.active.is_empty());
     }
 
@@ -726,7 +784,12 @@ mod tests {
         let iv = Duration::from_secs(60);
         step(&mut r, 0, &[sample("a", 0.0)]);
         r.take_to_send(t(0), iv, iv);
-        r.restore(t(30), t(50), Duration::from_secs(3600), Duration::from_secs(600));
+        r.restore(
+            t(30),
+            t(50),
+            Duration::from_secs(3600),
+            Duration::from_secs(600),
+        );
         step(&mut r, 50, &[sample("a", 0.0)]);
         assert_eq!(state_of(&r, "a"), Some(AlertState::Firing));
         assert!(r.take_to_send(t(50), iv, iv).is_empty(), "no second page");

@@ -42,7 +42,11 @@ fn format_value(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let s = format!("{v:e}");
     let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
@@ -93,7 +97,10 @@ fn api_rule(entry: &RuleEntry) -> Value {
             obj.insert("type".into(), "alerting".into());
             obj.insert("state".into(), r.state().as_str().into());
             obj.insert("duration".into(), r.hold.as_secs_f64().into());
-            obj.insert("keepFiringFor".into(), r.keep_firing_for.as_secs_f64().into());
+            obj.insert(
+                "keepFiringFor".into(),
+                r.keep_firing_for.as_secs_f64().into(),
+            );
             obj.insert("labels".into(), json!(r.labels));
             obj.insert("annotations".into(), json!(r.annotations));
             obj.insert("alerts".into(), json!(alerts));
@@ -161,7 +168,11 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
 async fn reload(State(shared): State<Arc<Shared>>) -> Response {
     match shared.request_reload().await {
         Ok(()) => (StatusCode::OK, "rules reloaded\n").into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("reload failed: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -222,7 +233,11 @@ async fn overview(State(shared): State<Arc<Shared>>) -> Html<String> {
          .Err{color:#b00}.alert{background:#fff4e5}</style></head><body><h1>kubesignal evaluator</h1>",
     );
     if let Some(e) = shared.last_reload_error() {
-        let _ = write!(out, "<p class=\"Err\">Last reload failed: {}</p>", escape(&e));
+        let _ = write!(
+            out,
+            "<p class=\"Err\">Last reload failed: {}</p>",
+            escape(&e)
+        );
     }
     for g in &groups {
         render_group(&mut out, g);

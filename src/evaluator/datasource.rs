@@ -90,7 +90,9 @@ pub enum DatasourceError {
         message: String,
     },
     /// The evaluation deadline passed before an answer came.
-    #[error("query {expr:?} gave no answer within the evaluation deadline ({attempts} attempts; last error: {last})")]
+    #[error(
+        "query {expr:?} gave no answer within the evaluation deadline ({attempts} attempts; last error: {last})"
+    )]
     Deadline {
         /// The expression.
         expr: String,
@@ -245,7 +247,9 @@ impl Datasource for HttpDatasource {
                 let left = deadline.saturating_duration_since(now);
                 let timeout = self.config.timeout.min(left);
                 attempts += 1;
-                let err = match self.attempt(expr, ts, timeout.max(Duration::from_millis(1))).await
+                let err = match self
+                    .attempt(expr, ts, timeout.max(Duration::from_millis(1)))
+                    .await
                 {
                     Ok(samples) => return Ok(samples),
                     Err(e) => e,
@@ -418,7 +422,13 @@ mod tests {
     fn a_scalar_answer_is_one_sample_without_labels() {
         let body = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"2.5"]}}"#;
         let s = parse_response("u", "2.5", 200, body).unwrap();
-        assert_eq!(s, vec![Sample { labels: Labels::new(), value: 2.5 }]);
+        assert_eq!(
+            s,
+            vec![Sample {
+                labels: Labels::new(),
+                value: 2.5
+            }]
+        );
     }
 
     #[test]
@@ -432,7 +442,10 @@ mod tests {
     #[test]
     fn a_gateway_error_without_an_api_body_is_transient() {
         let e = parse_response("u", "up", 502, b"<html>bad gateway</html>").unwrap_err();
-        assert!(matches!(e, DatasourceError::Status { status: 502, .. }), "{e}");
+        assert!(
+            matches!(e, DatasourceError::Status { status: 502, .. }),
+            "{e}"
+        );
         assert!(e.is_transient());
     }
 

@@ -201,7 +201,10 @@ impl Group {
             if let (Some(down_at), RuleKind::Alerting(rule)) = (restore_from, &mut entry.kind) {
                 rule.restore(down_at, ts, ctx.outage_tolerance, ctx.for_grace_period);
             }
-            let result = ctx.datasource.query(entry_expr(entry), query_ts, ctx.deadline).await;
+            let result = ctx
+                .datasource
+                .query(entry_expr(entry), query_ts, ctx.deadline)
+                .await;
             let status = &mut entry.status;
             status.last_evaluation = Some(ts);
             let error = match result {
@@ -210,7 +213,8 @@ impl Group {
                     status.series_fetched = samples.len();
                     match &mut entry.kind {
                         RuleKind::Alerting(rule) => {
-                            let mut render = |input: super::alert::RenderInput<'_>| ctx.templater.render(input);
+                            let mut render =
+                                |input: super::alert::RenderInput<'_>| ctx.templater.render(input);
                             match rule.apply(ts, &samples, limit, &mut render) {
                                 Ok(transitions) => {
                                     outcome.transitions.extend(transitions);
@@ -335,7 +339,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("empty duration".into());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("invalid duration {s:?}: expected a number"));
         }
@@ -426,12 +432,14 @@ pub fn load_groups(paths: &[String], default_interval: Duration) -> Result<Vec<G
                     message: format!("group {:?}: groupname is repeated in the same file", g.name),
                 });
             }
-            groups.push(build_group(&display, g, default_interval).map_err(|message| {
-                LoadError::Invalid {
-                    path: display.clone(),
-                    message,
-                }
-            })?);
+            groups.push(
+                build_group(&display, g, default_interval).map_err(|message| {
+                    LoadError::Invalid {
+                        path: display.clone(),
+                        message,
+                    }
+                })?,
+            );
         }
     }
     Ok(groups)
@@ -579,7 +587,11 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
-        assert!(parse_duration("5 minutes").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("5 minutes")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
     }
 
     fn load_groups_from_text(text: &str) -> Vec<Group> {
@@ -614,7 +626,10 @@ mod tests {
         .unwrap();
         let err = load_groups(&[p.display().to_string()], Duration::from_secs(60)).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("bad.yaml") && msg.contains("\"g\"") && msg.contains("rule 2"), "{msg}");
+        assert!(
+            msg.contains("bad.yaml") && msg.contains("\"g\"") && msg.contains("rule 2"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -624,8 +639,14 @@ mod tests {
             std::fs::write(dir.path().join(f), "groups: []\n").unwrap();
         }
         let d = dir.path().display().to_string();
-        assert_eq!(expand_rule_paths(std::slice::from_ref(&d)).unwrap().len(), 2);
-        assert_eq!(expand_rule_paths(&[format!("{d}/*.yaml")]).unwrap().len(), 1);
+        assert_eq!(
+            expand_rule_paths(std::slice::from_ref(&d)).unwrap().len(),
+            2
+        );
+        assert_eq!(
+            expand_rule_paths(&[format!("{d}/*.yaml")]).unwrap().len(),
+            1
+        );
         assert!(matches!(
             expand_rule_paths(&[format!("{d}/*.json")]),
             Err(LoadError::Empty(_))

@@ -333,7 +333,9 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     use tokio::signal::unix::{SignalKind, signal};
 
     if args.routing_file.is_some() {
-        tracing::warn!("--routing-file is not used by the evaluator yet; alerts go to --alertmanager-url");
+        tracing::warn!(
+            "--routing-file is not used by the evaluator yet; alerts go to --alertmanager-url"
+        );
     }
     let datasource: Arc<dyn Datasource> = Arc::new(args.datasource.build()?);
     let store = match &args.state_dir {
@@ -406,7 +408,9 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     tracing::info!(listen = %addr, groups = groups.len(), "evaluator started");
 
     let mut running = start(groups, &deps);
-    shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
 
     let mut hup = signal(SignalKind::hangup()).map_err(EvaluatorError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(EvaluatorError::Signal)?;
@@ -450,7 +454,9 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     }
 
     tracing::info!("shutting down");
-    shared.ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let final_groups = stop(running).await;
     if let Some(store) = &deps.store {
         for g in &final_groups {

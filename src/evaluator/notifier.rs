@@ -183,7 +183,10 @@ mod tests {
     #[test]
     fn the_payload_uses_fired_at_and_valid_until_and_adds_missing_external_labels() {
         let alert = Alert {
-            labels: Labels::from([("alertname".into(), "A".into()), ("cluster".into(), "mine".into())]),
+            labels: Labels::from([
+                ("alertname".into(), "A".into()),
+                ("cluster".into(), "mine".into()),
+            ]),
             annotations: Labels::new(),
             state: AlertState::Firing,
             value: 1.0,
@@ -194,13 +197,19 @@ mod tests {
             valid_until: Some(t(300)),
             keep_firing_since: None,
         };
-        let ext = Labels::from([("cluster".into(), "eu".into()), ("region".into(), "x".into())]);
+        let ext = Labels::from([
+            ("cluster".into(), "eu".into()),
+            ("region".into(), "x".into()),
+        ]);
         let out = OutAlert::from_alert(&alert, "up == 0", "http://ev:9090/", &ext);
         assert_eq!(out.starts_at, "2023-11-14T22:14:20.000Z");
         assert_eq!(out.ends_at, "2023-11-14T22:18:20.000Z");
         assert_eq!(out.labels["cluster"], "mine");
         assert_eq!(out.labels["region"], "x");
-        assert_eq!(out.generator_url, "http://ev:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1");
+        assert_eq!(
+            out.generator_url,
+            "http://ev:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1"
+        );
         let json = serde_json::to_value(&out).unwrap();
         assert!(json.get("generatorURL").is_some() && json.get("startsAt").is_some());
     }

@@ -57,12 +57,7 @@ impl Templater {
         match body {
             "$value" | ".Value" => Some(format_go_float(input.value)),
             "$externalURL" | ".ExternalURL" => Some(self.external_url.clone()),
-            "$activeAt" => Some(
-                input
-                    .active_at
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_default(),
-            ),
+            "$activeAt" => Some(input.active_at.map(|t| t.to_rfc3339()).unwrap_or_default()),
             _ => None,
         }
     }
@@ -74,7 +69,11 @@ pub fn format_go_float(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let abs = v.abs();
     if abs != 0.0 && !(1e-4..1e21).contains(&abs) {

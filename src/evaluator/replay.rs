@@ -87,7 +87,9 @@ pub enum ReplayError {
     #[error("writing the timeline: {0}")]
     Output(#[from] std::io::Error),
     /// Some queries failed; the timeline holds state unchanged across them.
-    #[error("{0} rule evaluations failed during the replay (see the log); the timeline keeps state unchanged across them")]
+    #[error(
+        "{0} rule evaluations failed during the replay (see the log); the timeline keeps state unchanged across them"
+    )]
     Failures(u64),
 }
 
@@ -129,7 +131,8 @@ pub async fn replay(
         external_labels: args.external_labels.iter().cloned().collect(),
         external_url: args.external_url.clone(),
     };
-    let step = chrono::Duration::from_std(args.step).map_err(|e| ReplayError::Range(e.to_string()))?;
+    let step =
+        chrono::Duration::from_std(args.step).map_err(|e| ReplayError::Range(e.to_string()))?;
     let mut failures = 0;
     let mut ts = args.from;
     while ts <= args.to {

@@ -130,7 +130,8 @@ impl Store {
                     continue;
                 }
             };
-            down_at = Some(down_at.map_or(record.last_evaluation, |d| d.max(record.last_evaluation)));
+            down_at =
+                Some(down_at.map_or(record.last_evaluation, |d| d.max(record.last_evaluation)));
             loaded += record.alerts.len();
             rule.active = record
                 .alerts
@@ -159,7 +160,11 @@ mod tests {
     fn alerts_and_their_times_survive_reopening_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let rules = dir.path().join("r.yaml");
-        std::fs::write(&rules, "groups:\n- name: g\n  rules:\n  - {alert: A, expr: up, for: 5m}\n").unwrap();
+        std::fs::write(
+            &rules,
+            "groups:\n- name: g\n  rules:\n  - {alert: A, expr: up, for: 5m}\n",
+        )
+        .unwrap();
         let load = || {
             crate::evaluator::group::load_groups(
                 &[rules.display().to_string()],
@@ -170,9 +175,15 @@ mod tests {
         };
         let mut g = load();
         let ts = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        let RuleKind::Alerting(rule) = &mut g.rules[0].kind else { panic!() };
-        let sample = Sample { labels: Labels::from([("job".into(), "x".into())]), value: f64::NAN };
-        rule.apply(ts, &[sample], 0, &mut |i| i.text.to_string()).unwrap();
+        let RuleKind::Alerting(rule) = &mut g.rules[0].kind else {
+            panic!()
+        };
+        let sample = Sample {
+            labels: Labels::from([("job".into(), "x".into())]),
+            value: f64::NAN,
+        };
+        rule.apply(ts, &[sample], 0, &mut |i| i.text.to_string())
+            .unwrap();
         g.rules[0].status.last_evaluation = Some(ts);
         g.last_evaluation = Some(ts);
         let store = Store::open(&dir.path().join("state")).unwrap();
@@ -183,7 +194,9 @@ mod tests {
         let mut fresh = load();
         assert_eq!(store.load_into(&mut fresh).unwrap(), 1);
         assert_eq!(fresh.restore_from, Some(ts));
-        let RuleKind::Alerting(rule) = &fresh.rules[0].kind else { panic!() };
+        let RuleKind::Alerting(rule) = &fresh.rules[0].kind else {
+            panic!()
+        };
         let a = rule.active.values().next().unwrap();
         assert_eq!(a.state, AlertState::Pending);
         assert_eq!(a.active_at, ts);

@@ -43,7 +43,9 @@ impl Proc {
     /// Starts `cmd`, sending its output to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Proc {
         let file = std::fs::File::create(log).unwrap();
-        cmd.stdout(file.try_clone().unwrap()).stderr(file).stdin(Stdio::null());
+        cmd.stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null());
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
@@ -112,7 +114,11 @@ pub fn wait_http_ok(url: &str, timeout: Duration, proc: &Proc) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{} did not become ready at {url}; log:\n{}", proc.name, proc.log_text());
+    panic!(
+        "{} did not become ready at {url}; log:\n{}",
+        proc.name,
+        proc.log_text()
+    );
 }
 
 /// A blocking GET: status and body.
@@ -172,7 +178,11 @@ impl Prometheus {
             .arg(format!("--storage.tsdb.path={}", data_dir.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--storage.tsdb.retention.time=30d");
-        let proc = Proc::spawn("prometheus", cmd, &dir.join(format!("prometheus-{port}.log")));
+        let proc = Proc::spawn(
+            "prometheus",
+            cmd,
+            &dir.join(format!("prometheus-{port}.log")),
+        );
         let url = format!("http://127.0.0.1:{port}");
         wait_http_ok(&format!("{url}/-/ready"), Duration::from_secs(60), &proc);
         Prometheus {
@@ -269,7 +279,11 @@ pub fn start_evaluator(dir: &Path, name: &str, args: &[String]) -> (Proc, String
         .arg("evaluator")
         .arg(format!("--listen=127.0.0.1:{port}"))
         .args(args);
-    let proc = Proc::spawn("kubesignal evaluator", cmd, &dir.join(format!("{name}.log")));
+    let proc = Proc::spawn(
+        "kubesignal evaluator",
+        cmd,
+        &dir.join(format!("{name}.log")),
+    );
     let url = format!("http://127.0.0.1:{port}");
     wait_http_ok(&format!("{url}/readyz"), Duration::from_secs(30), &proc);
     (proc, url)
