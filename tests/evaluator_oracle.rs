@@ -17,6 +17,11 @@ use common::*;
 use serde_json::Value;
 
 type Labels = BTreeMap<String, String>;
+type Pairs = Vec<(String, String)>;
+/// Firing alerts of one alert name: labels and annotations.
+type FiringSet = BTreeSet<(Pairs, Pairs)>;
+/// Recorded series: name, labels, value.
+type RecordedSet = BTreeSet<(String, Pairs, String)>;
 
 const RULES: &str = r#"groups:
   - name: oracle
@@ -117,8 +122,8 @@ fn openmetrics(t0: DateTime<Utc>) -> String {
 
 /// Firing alerts per evaluation index, from the replay's state changes.
 struct Timeline {
-    firing: Vec<BTreeMap<String, BTreeSet<(Vec<(String, String)>, Vec<(String, String)>)>>>,
-    recorded: Vec<BTreeSet<(String, Vec<(String, String)>, String)>>,
+    firing: Vec<BTreeMap<String, FiringSet>>,
+    recorded: Vec<RecordedSet>,
     changes: Vec<(i64, String, Labels, String)>,
 }
 
