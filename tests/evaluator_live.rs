@@ -384,3 +384,69 @@ fn a_bad_rule_file_on_reload_is_rejected_and_the_old_rules_keep_running() {
     );
     drop(ev);
 }
+
+#[test]
+fn recording_results_and_alerts_are_remote_written_and_marked_stale_when_they_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("rules.yaml"),
+        rules("0s")
+            + "      - record: job:test_value:max\n        expr: max by (job) (test_value)\n",
+    )
+    .unwrap();
+    let target = Target::start(10.0);
+    let data = dir.join("prom-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: target\n    static_configs:\n      - targets: ['{}']\n",
+        target.url
+    );
+    let prom = Prometheus::start_with(
+        dir,
+        &data,
+        &config,
+        None,
+        &["--web.enable-remote-write-receiver"],
+    );
+    let am = Alertmanager::start(dir);
+    let write_url = format!("--remote-write-url={}/api/v1/write", prom.url);
+    let (ev, url) = start_evaluator(
+        dir,
+        "ev",
+        &evaluator_args(dir, &prom, &am, &[write_url.as_str()]),
+    );
+
+    let firing = wait_for("ALERTS in Prometheus", Duration::from_secs(30), || {
+        prom_query(
+            &prom.url,
+            r#"ALERTS{alertname="ValueHigh",alertstate="firing"}"#,
+        )
+        .into_iter()
+        .next()
+    });
+    assert_eq!(firing["metric"]["severity"], "page");
+    let active_at = time_of(&evaluator_alerts(&url)[0], "activeAt").timestamp();
+    let for_state = prom_query(&prom.url, r#"ALERTS_FOR_STATE{alertname="ValueHigh"}"#);
+    assert_eq!(
+        for_state[0]["value"][1],
+        active_at.to_string(),
+        "{for_state:?}"
+    );
+    let recorded = wait_for("the recorded series", Duration::from_secs(10), || {
+        prom_query(&prom.url, r#"job:test_value:max{job="target"}"#)
+            .into_iter()
+            .next()
+    });
+    assert_eq!(recorded["value"][1], "10");
+
+    // Resolution: ALERTS ends with a stale marker, so it vanishes at once rather than after
+    // the 5m lookback.
+    target.set(0.0);
+    wait_for("ALERTS to go stale", Duration::from_secs(15), || {
+        prom_query(&prom.url, r#"ALERTS{alertname="ValueHigh"}"#)
+            .is_empty()
+            .then_some(())
+    });
+    drop(ev);
+}

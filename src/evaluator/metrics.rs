@@ -41,6 +41,7 @@ pub struct Metrics {
     dropped: Counter,
     reload_ok: Gauge,
     reloads: Family<LabelSet, Counter>,
+    remote_write: Family<LabelSet, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -74,6 +75,7 @@ impl Metrics {
             dropped: Counter::default(),
             reload_ok: Gauge::default(),
             reloads: Family::default(),
+            remote_write: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -146,6 +148,11 @@ impl Metrics {
             "Rule reloads by result",
             m.reloads.clone(),
         );
+        registry.register(
+            "kubesignal_evaluator_remote_write_samples",
+            "Samples sent by remote write, by result",
+            m.remote_write.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -183,6 +190,14 @@ impl Metrics {
     /// Counts alerts dropped from a full queue.
     pub fn notifications_dropped(&self, n: usize) {
         self.dropped.inc_by(n as u64);
+    }
+
+    /// Counts samples remote-written (or dropped after retries).
+    pub fn remote_written(&self, n: usize, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.remote_write
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc_by(n as u64);
     }
 
     /// Records a reload's result.

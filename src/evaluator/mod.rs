@@ -13,6 +13,7 @@ pub mod group;
 pub mod metrics;
 pub mod notifier;
 pub mod recording;
+pub mod remote_write;
 pub mod render;
 pub mod replay;
 pub mod store;
@@ -145,6 +146,15 @@ pub struct EvaluatorArgs {
     #[arg(long, env = "KUBESIGNAL_FOR_GRACE_PERIOD", default_value = "10m", value_parser = parse_duration)]
     pub for_grace_period: Duration,
 
+    /// Prometheus remote-write endpoint (e.g. http://prometheus:9090/api/v1/write) for
+    /// recording rule results, ALERTS and ALERTS_FOR_STATE.
+    #[arg(long, env = "KUBESIGNAL_REMOTE_WRITE_URL")]
+    pub remote_write_url: Option<String>,
+
+    /// Timeout of one remote-write request.
+    #[arg(long, env = "KUBESIGNAL_REMOTE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub remote_write_timeout: Duration,
+
     /// Timeout of one Alertmanager request.
     #[arg(long, env = "KUBESIGNAL_ALERTMANAGER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub alertmanager_timeout: Duration,
@@ -247,6 +257,7 @@ struct Deps {
     shared: Arc<Shared>,
     external_url: String,
     external_labels: Labels,
+    remote_write: Option<mpsc::Sender<Vec<remote_write::Point>>>,
 }
 
 /// Runs one group on its schedule until told to stop; returns the group with its state.
@@ -254,6 +265,7 @@ async fn run_group(mut group: Group, deps: Arc<Deps>, mut stop: watch::Receiver<
     let interval = group.interval;
     let step = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
     let mut ts = slot_at(Utc::now(), interval, group.offset());
+    let mut stale = remote_write::StaleTracker::default();
     loop {
         let wait = (ts + step - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
@@ -281,6 +293,13 @@ async fn run_group(mut group: Group, deps: Arc<Deps>, mut stop: watch::Receiver<
             tracing::error!(error = %e, group = %group.name, "saving alert state failed");
         }
         deps.shared.publish(&group);
+        if let Some(rw) = &deps.remote_write {
+            let query_ts = ts - chrono::Duration::from_std(group.query_offset).unwrap_or_default();
+            let points = stale.points(&group, query_ts);
+            if !points.is_empty() && rw.try_send(points).is_err() {
+                tracing::warn!(group = %group.name, "remote-write queue full; samples dropped");
+            }
+        }
         deps.shared
             .metrics
             .group_evaluated(&group, outcome.evaluated, outcome.failed, missed);
@@ -369,6 +388,20 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
         .map(|u| Arc::new(Alertmanager::new(u, args.alertmanager_timeout)) as Arc<dyn AlertSink>)
         .collect();
     let external_labels: Labels = args.external_labels.iter().cloned().collect();
+    let remote_write_task = args.remote_write_url.as_ref().map(|url| {
+        let (tx, rx) = mpsc::channel(256);
+        let writer = remote_write::RemoteWriter::new(url, args.remote_write_timeout);
+        let task = tokio::spawn(remote_write::run_remote_writer(
+            rx,
+            writer,
+            shared.metrics.clone(),
+        ));
+        (tx, task)
+    });
+    let (remote_write_tx, remote_write_task) = match remote_write_task {
+        Some((tx, task)) => (Some(tx), Some(task)),
+        None => (None, None),
+    };
     let deps = Arc::new(Deps {
         datasource,
         templater: Templater {
@@ -383,6 +416,7 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
         shared: shared.clone(),
         external_url: args.external_url.clone(),
         external_labels,
+        remote_write: remote_write_tx,
     });
     let notifier = tokio::spawn(notifier::run_notifier(
         notify_rx,
@@ -468,6 +502,9 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     drop(deps);
     // Let queued notifications go out, but do not hang on a dead Alertmanager.
     let _ = tokio::time::timeout(Duration::from_secs(10), notifier).await;
+    if let Some(task) = remote_write_task {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     let _ = server_stop_tx.send(());
     let _ = server.await;
     Ok(())

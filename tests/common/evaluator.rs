@@ -23,6 +23,15 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// Runs an instant query against Prometheus and returns the result vector.
+pub fn prom_query(url: &str, expr: &str) -> Vec<serde_json::Value> {
+    let encoded: String = url::form_urlencoded::byte_serialize(expr.as_bytes()).collect();
+    let (status, body) = http_get(&format!("{url}/api/v1/query?query={encoded}")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
 /// A free loopback port (bound then released; the OS hands out fresh ports first).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -169,6 +178,17 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus on `data_dir` with `config_yaml`, waiting for /-/ready.
     pub fn start(dir: &Path, data_dir: &Path, config_yaml: &str, port: Option<u16>) -> Prometheus {
+        Prometheus::start_with(dir, data_dir, config_yaml, port, &[])
+    }
+
+    /// [`Prometheus::start`] with extra flags.
+    pub fn start_with(
+        dir: &Path,
+        data_dir: &Path,
+        config_yaml: &str,
+        port: Option<u16>,
+        extra: &[&str],
+    ) -> Prometheus {
         let bin = require("prometheus", "prometheus");
         let config = dir.join("prometheus.yml");
         std::fs::write(&config, config_yaml).unwrap();
@@ -177,7 +197,8 @@ impl Prometheus {
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data_dir.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--storage.tsdb.retention.time=30d");
+            .arg("--storage.tsdb.retention.time=30d")
+            .args(extra);
         let proc = Proc::spawn(
             "prometheus",
             cmd,
