@@ -31,6 +31,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Per-node exporter: USE series from the kubelet (or /proc) and RED series of app pods.
@@ -39,6 +41,25 @@ pub enum Command {
     Evaluator(crate::evaluator::EvaluatorArgs),
     /// Run rules over a past time range and print the alert timeline.
     Replay(crate::evaluator::replay::ReplayArgs),
+    /// Prometheus rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// `kubesignal rules ...`
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate rule files (plain or PrometheusRule): YAML schema, PromQL, templates, durations.
+    /// Prints `FILE:LINE: error|warning: message` and exits 1 when any file has an error.
+    Check(RulesCheckArgs),
+}
+
+/// Arguments of `kubesignal rules check`.
+#[derive(Debug, clap::Args)]
+pub struct RulesCheckArgs {
+    /// Rule files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// How log lines are written.
@@ -206,6 +227,38 @@ fn subcommand_position(args: &[String]) -> Option<usize> {
     pos
 }
 
+/// Runs the chosen subcommand to completion; the exit code says how it went.
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Agent(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::agent::run(args))?;
+        }
+        Command::Evaluator(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::evaluator::run(args))?;
+        }
+        Command::Replay(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::evaluator::run_replay(args))?;
+        }
+        Command::Rules(RulesCommand::Check(args)) => {
+            let report = crate::rules::check::check_files(&args.files);
+            print!("{report}");
+            if report.errors() > 0 {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,7 +292,7 @@ mod tests {
         .unwrap();
         let cli = Cli::try_parse_from(merged).unwrap();
         let Command::Agent(a) = cli.command else {
-            panic!("expected the agent subcommand")
+            panic!("expected the agent subcommand");
         };
         assert_eq!(a.listen.to_string(), "127.0.0.1:1");
         assert_eq!(a.interval, std::time::Duration::from_secs(5));
@@ -260,17 +313,4 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("bad.yaml"), "{err}");
     }
-}
-
-/// Runs the chosen subcommand to completion; the exit code says how it went.
-pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    match cli.command {
-        Command::Agent(args) => runtime.block_on(crate::agent::run(args))?,
-        Command::Evaluator(args) => runtime.block_on(crate::evaluator::run(args))?,
-        Command::Replay(args) => runtime.block_on(crate::evaluator::run_replay(args))?,
-    }
-    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -9,3 +9,4 @@ pub mod cli;
 pub mod evaluator;
 pub mod rules;
 pub mod telemetry;
+pub mod template;
