@@ -337,7 +337,7 @@ fn a_bad_rule_file_on_reload_is_rejected_and_the_old_rules_keep_running() {
     let (status, body) = http_post(&format!("{url}/-/reload")).unwrap();
     assert_eq!(status, 500, "{body}");
     assert!(
-        body.contains("rules.yaml") && body.contains("exactly one of"),
+        body.contains("rules.yaml") && body.contains("only one of"),
         "{body}"
     );
     let last_eval = |url: &str| -> String {

@@ -39,14 +39,15 @@ const RULES: &str = r#"groups:
           severity: page
           owner: "team-{{ $labels.job }}"
         annotations:
-          summary: "{{ $labels.instance }} of {{ $labels.job }} is down (value {{ $value }})"
+          summary: "{{ $labels.instance }} of {{ $labels.job | toUpper }} is down (value {{ $value }})"
+          description: '{{ printf "%.2f" $value }}; {{ with query "count(up)" }}{{ . | first | value }}{{ end }} targets known'
       - alert: HighErrors
         expr: errors > 5
         keep_firing_for: 3m
         labels:
-          severity: ticket
+          severity: '{{ if gt $value 5.0 }}ticket{{ else }}none{{ end }}'
         annotations:
-          summary: "{{ $labels.instance }} has {{ $value }} errors"
+          summary: "{{ $labels.instance }} has {{ $value | humanize }} errors"
       - alert: Flappy
         expr: flap > 0
         for: 2m

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use super::alert::{Alert, AlertingRule, Transition, elapsed};
 use super::datasource::{Datasource, Sample};
 use super::recording::RecordingRule;
-use super::render::Templater;
-use crate::rules::file::{RuleFile, RuleGroup};
+use super::render::{DatasourceQuerier, Templater};
+use crate::rules::file::RuleGroup;
 
 /// Why rule files could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,9 @@ pub enum LoadError {
         /// What is wrong, with the group and rule.
         message: String,
     },
+    /// A rule file failed the same checks as `rules check` (messages carry file and line).
+    #[error(transparent)]
+    Rules(#[from] crate::rules::load::LoadError),
     /// No rule file matched.
     #[error("no rule files found in {0}")]
     Empty(String),
@@ -213,8 +216,14 @@ impl Group {
                     status.series_fetched = samples.len();
                     match &mut entry.kind {
                         RuleKind::Alerting(rule) => {
-                            let mut render =
-                                |input: super::alert::RenderInput<'_>| ctx.templater.render(input);
+                            let querier = DatasourceQuerier {
+                                datasource: ctx.datasource,
+                                ts: query_ts,
+                                deadline: ctx.deadline,
+                            };
+                            let mut render = |input: super::alert::RenderInput<'_>| {
+                                ctx.templater.render(input, Some(&querier))
+                            };
                             match rule.apply(ts, &samples, limit, &mut render) {
                                 Ok(transitions) => {
                                     outcome.transitions.extend(transitions);
@@ -329,47 +338,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// Parses a Prometheus duration (`30s`, `1h30m`, `2d`, `1w`, `500ms`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total: u128 = 0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("invalid duration {s:?}: expected a number"));
-        }
-        let n: u128 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let ms: u128 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            other => {
-                return Err(format!(
-                    "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m, h, d, w, y)"
-                ));
-            }
-        };
-        total += n * ms;
-        rest = &rest[unit_len..];
-    }
-    Ok(Duration::from_millis(total as u64))
+    crate::rules::duration::parse(s.trim()).map_err(|e| e.to_string())
 }
 
 /// Expands `--rules` values (files, directories, globs) to rule files, sorted and deduplicated.
@@ -416,14 +385,9 @@ pub fn load_groups(paths: &[String], default_interval: Duration) -> Result<Vec<G
     let mut groups = Vec::new();
     for file in expand_rule_paths(paths)? {
         let display = file.display().to_string();
-        let text = std::fs::read_to_string(&file).map_err(|e| LoadError::Read {
-            path: display.clone(),
-            message: e.to_string(),
-        })?;
-        let parsed = parse_rule_file(&text).map_err(|message| LoadError::Invalid {
-            path: display.clone(),
-            message,
-        })?;
+        // The same loader and checks as `rules check`: PrometheusRule resources and
+        // multi-document files, errors with file and line.
+        let parsed = crate::rules::load::load_file(&file)?;
         let mut names = std::collections::BTreeSet::new();
         for g in parsed.groups {
             if !names.insert(g.name.clone()) {
@@ -443,19 +407,6 @@ pub fn load_groups(paths: &[String], default_interval: Duration) -> Result<Vec<G
         }
     }
     Ok(groups)
-}
-
-/// A plain rule file, or a PrometheusRule custom resource (`spec.groups`).
-fn parse_rule_file(text: &str) -> Result<RuleFile, String> {
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
-    let doc = match doc.get("kind").and_then(|k| k.as_str()) {
-        Some("PrometheusRule") => doc
-            .get("spec")
-            .cloned()
-            .ok_or("PrometheusRule without spec")?,
-        _ => doc,
-    };
-    serde_yaml_ng::from_value(doc).map_err(|e| e.to_string())
 }
 
 fn build_group(file: &str, g: RuleGroup, default_interval: Duration) -> Result<Group, String> {
@@ -582,18 +533,6 @@ mod tests {
         assert_eq!(missed_ticks(t(0), t(35), iv), 2);
     }
 
-    #[test]
-    fn prometheus_durations_parse() {
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
-        assert!(
-            parse_duration("5 minutes")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-    }
-
     fn load_groups_from_text(text: &str) -> Vec<Group> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.yaml");
@@ -627,7 +566,7 @@ mod tests {
         let err = load_groups(&[p.display().to_string()], Duration::from_secs(60)).unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains("bad.yaml") && msg.contains("\"g\"") && msg.contains("rule 2"),
+            msg.contains("bad.yaml:5") && msg.contains("only one of"),
             "{msg}"
         );
     }

@@ -1,11 +1,14 @@
-//! Expansion of alert label and annotation templates with the data Prometheus gives them
-//! (`$labels`, `$value`, `$externalLabels`, `$externalURL`) plus `$activeAt`.
+//! Expansion of alert label and annotation templates through the Prometheus template language
+//! ([`crate::template`]), with the data Prometheus gives them (`$labels`, `$value`,
+//! `$externalLabels`, `$externalURL`) plus `$activeAt`, and the `query` function answered by
+//! the evaluator's datasource at the evaluation timestamp.
 
-use std::sync::OnceLock;
-
-use regex::Regex;
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
 
 use super::alert::{Labels, RenderInput};
+use super::datasource::Datasource;
+use crate::template::{QuerySample, TemplateData, TemplateQuerier, expand};
 
 /// What templates can see besides the sample.
 #[derive(Clone, Debug, Default)]
@@ -17,73 +20,57 @@ pub struct Templater {
 }
 
 impl Templater {
-    /// Expands one template; an error becomes the text Prometheus would put there.
-    pub fn render(&self, input: RenderInput<'_>) -> String {
-        static ACTION: OnceLock<Regex> = OnceLock::new();
-        let action = ACTION.get_or_init(|| Regex::new(r"\{\{-?\s*(.*?)\s*-?\}\}").expect("valid"));
-        let mut error = None;
-        let out = action.replace_all(input.text, |caps: &regex::Captures<'_>| {
-            let body = caps[1].trim();
-            match self.action(body, &input) {
-                Some(s) => s,
-                None => {
-                    error.get_or_insert_with(|| format!("unsupported action {{{{ {body} }}}}"));
-                    String::new()
-                }
-            }
-        });
-        match error {
-            Some(e) => {
+    /// Expands one template; an error becomes the text Prometheus would put there, and is
+    /// logged, but never fails the evaluation.
+    pub fn render(&self, input: RenderInput<'_>, querier: Option<&dyn TemplateQuerier>) -> String {
+        let data = TemplateData {
+            labels: input.labels,
+            external_labels: &self.external_labels,
+            external_url: &self.external_url,
+            value: input.value,
+            active_at: input.active_at,
+        };
+        match expand(input.name, input.text, &data, querier) {
+            Ok(s) => s,
+            Err(e) => {
                 tracing::warn!(template = input.name, error = %e, "expanding template failed");
                 format!("<error expanding template: {e}>")
             }
-            None => out.into_owned(),
-        }
-    }
-
-    fn action(&self, body: &str, input: &RenderInput<'_>) -> Option<String> {
-        if let Some(name) = body
-            .strip_prefix("$labels.")
-            .or_else(|| body.strip_prefix(".Labels."))
-        {
-            return Some(input.labels.get(name).cloned().unwrap_or_default());
-        }
-        if let Some(name) = body
-            .strip_prefix("$externalLabels.")
-            .or_else(|| body.strip_prefix(".ExternalLabels."))
-        {
-            return Some(self.external_labels.get(name).cloned().unwrap_or_default());
-        }
-        match body {
-            "$value" | ".Value" => Some(format_go_float(input.value)),
-            "$externalURL" | ".ExternalURL" => Some(self.external_url.clone()),
-            "$activeAt" => Some(input.active_at.map(|t| t.to_rfc3339()).unwrap_or_default()),
-            _ => None,
         }
     }
 }
 
-/// A float printed the way Go's `%v` prints it (`3`, `0.5`, `1e+21`).
-pub fn format_go_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
+/// Answers the templates' `query` function from the datasource, at the evaluation time.
+pub struct DatasourceQuerier<'a> {
+    /// Where queries go.
+    pub datasource: &'a dyn Datasource,
+    /// The evaluation timestamp.
+    pub ts: DateTime<Utc>,
+    /// The evaluation deadline.
+    pub deadline: Instant,
+}
+
+impl TemplateQuerier for DatasourceQuerier<'_> {
+    fn query(&self, promql: &str) -> Result<Vec<QuerySample>, String> {
+        // Templates render synchronously inside an async evaluation: step out of the async
+        // context for the duration of the query (possible on the multi-threaded runtime the
+        // evaluator and replay run on).
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err("the query function needs the multi-threaded runtime".into());
+        }
+        let samples = tokio::task::block_in_place(|| {
+            handle.block_on(self.datasource.query(promql, self.ts, self.deadline))
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(samples
+            .into_iter()
+            .map(|s| QuerySample {
+                labels: s.labels,
+                value: s.value,
+            })
+            .collect())
     }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let abs = v.abs();
-    if abs != 0.0 && !(1e-4..1e21).contains(&abs) {
-        let s = format!("{v:e}");
-        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
-        let sign = if exp < 0 { '-' } else { '+' };
-        return format!("{mantissa}e{sign}{:02}", exp.abs());
-    }
-    format!("{v}")
 }
 
 #[cfg(test)]
@@ -91,26 +78,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_value_and_external_data_are_substituted() {
+    fn labels_value_and_external_data_reach_the_template_engine() {
         let t = Templater {
             external_labels: [("cluster".to_string(), "eu1".to_string())].into(),
             external_url: "http://eval".into(),
         };
         let labels: Labels = [("instance".to_string(), "db-1".to_string())].into();
-        let out = t.render(RenderInput {
-            name: "summary",
-            text: "{{ $labels.instance }} in {{$externalLabels.cluster}} is {{ $value }} ({{ $externalURL }})",
-            labels: &labels,
-            value: 0.25,
-            active_at: None,
-        });
-        assert_eq!(out, "db-1 in eu1 is 0.25 (http://eval)");
+        let out = t.render(
+            RenderInput {
+                name: "summary",
+                text: "{{ $labels.instance }} in {{$externalLabels.cluster}} is {{ $value | humanizePercentage }} ({{ $externalURL }})",
+                labels: &labels,
+                value: 0.25,
+                active_at: None,
+            },
+            None,
+        );
+        assert_eq!(out, "db-1 in eu1 is 25% (http://eval)");
     }
 
     #[test]
-    fn go_float_formatting_matches_go_for_large_and_small_numbers() {
-        assert_eq!(format_go_float(3.0), "3");
-        assert_eq!(format_go_float(1e21), "1e+21");
-        assert_eq!(format_go_float(1.5e-7), "1.5e-07");
+    fn a_failing_template_becomes_an_error_text_instead_of_failing() {
+        let labels = Labels::new();
+        let out = Templater::default().render(
+            RenderInput {
+                name: "summary",
+                text: "{{ query \"up\" }}",
+                labels: &labels,
+                value: 0.0,
+                active_at: None,
+            },
+            None,
+        );
+        assert!(out.starts_with("<error expanding template: "), "{out}");
     }
 }
