@@ -498,7 +498,152 @@ fn build_group(file: &str, g: RuleGroup, default_interval: Duration) -> Result<G
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::evaluator::alert::{AlertState, Labels};
+    use crate::evaluator::datasource::{BoxFuture, DatasourceError};
+
+    /// A datasource double for one function's tests: answers from a script and records the
+    /// query times it was asked for.
+    #[derive(Default)]
+    struct Scripted {
+        answer: Mutex<Option<Vec<Sample>>>,
+        asked: Mutex<Vec<(String, DateTime<Utc>)>>,
+    }
+
+    impl Datasource for Scripted {
+        fn query<'a>(
+            &'a self,
+            expr: &'a str,
+            ts: DateTime<Utc>,
+            _deadline: Instant,
+        ) -> BoxFuture<'a, Result<Vec<Sample>, DatasourceError>> {
+            self.asked.lock().unwrap().push((expr.to_string(), ts));
+            let answer = self.answer.lock().unwrap().clone();
+            Box::pin(async move {
+                answer.ok_or_else(|| DatasourceError::Transport {
+                    url: "scripted".into(),
+                    message: "connection refused".into(),
+                })
+            })
+        }
+    }
+
+    fn ctx<'a>(ds: &'a Scripted, templater: &'a Templater) -> EvalContext<'a> {
+        EvalContext {
+            datasource: ds,
+            templater,
+            deadline: Instant::now() + Duration::from_secs(5),
+            resend_delay: Duration::from_secs(60),
+            outage_tolerance: Duration::from_secs(600),
+            for_grace_period: Duration::from_secs(600),
+        }
+    }
+
+    fn one_sample() -> Vec<Sample> {
+        vec![Sample {
+            labels: Labels::from([("job".into(), "x".into())]),
+            value: 1.0,
+        }]
+    }
+
+    #[tokio::test]
+    async fn a_failed_query_changes_no_state_and_firing_alerts_are_only_resent_within_the_outage_tolerance()
+     {
+        let mut g =
+            load_groups_from_text("groups:\n- name: g\n  rules:\n  - {alert: A, expr: up == 0}\n")
+                .remove(0);
+        let ds = Scripted::default();
+        let templater = Templater::default();
+        *ds.answer.lock().unwrap() = Some(one_sample());
+        let out = g.evaluate(t(0), &ctx(&ds, &templater)).await;
+        assert_eq!(out.to_send.len(), 1);
+        let before = g.rules[0].kind.clone();
+
+        *ds.answer.lock().unwrap() = None;
+        for (secs, expect_sent) in [(60, 0), (120, 1), (600, 1), (660, 0), (900, 0)] {
+            let out = g.evaluate(t(secs), &ctx(&ds, &templater)).await;
+            assert_eq!(out.failed, 1);
+            assert!(out.transitions.is_empty());
+            assert_eq!(out.to_send.len(), expect_sent, "at {secs}s");
+            assert!(
+                out.to_send
+                    .iter()
+                    .all(|(_, a)| a.state == AlertState::Firing)
+            );
+        }
+        let (RuleKind::Alerting(now), RuleKind::Alerting(then)) = (&g.rules[0].kind, &before)
+        else {
+            panic!("not alerting")
+        };
+        assert_eq!(
+            now.active.values().next().unwrap().active_at,
+            then.active.values().next().unwrap().active_at
+        );
+        assert_eq!(now.state(), AlertState::Firing);
+        assert_eq!(g.rules[0].status.health, Health::Err);
+        assert!(
+            g.rules[0]
+                .status
+                .last_error
+                .as_ref()
+                .unwrap()
+                .contains("connection refused")
+        );
+    }
+
+    #[tokio::test]
+    async fn rules_of_a_group_run_in_order_at_the_same_time_minus_the_query_offset() {
+        let mut g = load_groups_from_text(
+            "groups:\n- name: g\n  query_offset: 30s\n  rules:\n  - {record: r, expr: first}\n  - {alert: A, expr: second}\n",
+        )
+        .remove(0);
+        let ds = Scripted::default();
+        let templater = Templater::default();
+        *ds.answer.lock().unwrap() = Some(one_sample());
+        let out = g.evaluate(t(100), &ctx(&ds, &templater)).await;
+        let asked = ds.asked.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            vec![("first".to_string(), t(70)), ("second".to_string(), t(70))]
+        );
+        assert_eq!(out.recorded[0].labels["__name__"], "r");
+        let RuleKind::Alerting(a) = &g.rules[1].kind else {
+            panic!()
+        };
+        assert_eq!(
+            a.active.values().next().unwrap().active_at,
+            t(100),
+            "alert times use the slot, not the query time"
+        );
+    }
+
+    #[tokio::test]
+    async fn restored_pending_alerts_are_adjusted_at_the_first_evaluation() {
+        let mut g = load_groups_from_text(
+            "groups:\n- name: g\n  rules:\n  - {alert: A, expr: up, for: 30m}\n",
+        )
+        .remove(0);
+        let ds = Scripted::default();
+        let templater = Templater::default();
+        *ds.answer.lock().unwrap() = Some(one_sample());
+        g.evaluate(t(0), &ctx(&ds, &templater)).await;
+        g.evaluate(t(600), &ctx(&ds, &templater)).await;
+        // Down from 600s to 1000s (within the 600s outage tolerance), then back.
+        g.restore_from = Some(t(600));
+        g.evaluate(t(1000), &ctx(&ds, &templater)).await;
+        let RuleKind::Alerting(a) = &g.rules[0].kind else {
+            panic!()
+        };
+        let alert = a.active.values().next().unwrap();
+        assert_eq!(
+            alert.active_at,
+            t(400),
+            "the 400s downtime does not count as pending"
+        );
+        assert_eq!(alert.state, AlertState::Pending);
+    }
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(secs, 0).unwrap()
