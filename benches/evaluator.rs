@@ -49,7 +49,8 @@ fn alerting_rule() -> AlertingRule {
         Labels::from([("severity".to_string(), "warning".to_string())]),
         Labels::from([(
             "summary".to_string(),
-            "{{ $labels.namespace }}/{{ $labels.pod }} not ready ({{ $value | humanize }})".to_string(),
+            "{{ $labels.namespace }}/{{ $labels.pod }} not ready ({{ $value | humanize }})"
+                .to_string(),
         )]),
     )
 }
@@ -92,8 +93,15 @@ fn state_machine(c: &mut Criterion) {
     c.bench_function("state_machine/10k_firing_alerts", |b| {
         b.iter(|| {
             let mut render = |i: RenderInput<'_>| templater.render(i, None);
-            black_box(rule.apply(Utc::now(), black_box(&input), 0, &mut render).unwrap());
-            black_box(rule.take_to_send(Utc::now(), Duration::from_secs(60), Duration::from_secs(60)));
+            black_box(
+                rule.apply(Utc::now(), black_box(&input), 0, &mut render)
+                    .unwrap(),
+            );
+            black_box(rule.take_to_send(
+                Utc::now(),
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            ));
         })
     });
 }
@@ -127,7 +135,11 @@ fn cycle(c: &mut Criterion) {
     let self_scrape = |port: u16, with_rules: bool| {
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 10s\n{}scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
-            if with_rules { format!("rule_files: ['{}']\n", rules.display()) } else { String::new() }
+            if with_rules {
+                format!("rule_files: ['{}']\n", rules.display())
+            } else {
+                String::new()
+            }
         )
     };
     let port = common::free_port();

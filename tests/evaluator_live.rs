@@ -382,7 +382,13 @@ fn a_bad_rule_file_on_reload_is_rejected_and_the_old_rules_keep_running() {
             .any(|a| a["labels"]["alertname"] == "ValueHigh" && a["state"] == "firing"),
         "{alerts:?}"
     );
-    drop(ev);
+    let mut ev = ev;
+    assert!(
+        ev.terminate(Duration::from_secs(15)),
+        "the evaluator did not stop on SIGTERM:\n{}",
+        ev.log_text()
+    );
+    assert!(ev.log_text().contains("shutting down"));
 }
 
 #[test]

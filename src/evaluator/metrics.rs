@@ -42,6 +42,7 @@ pub struct Metrics {
     reload_ok: Gauge,
     reloads: Family<LabelSet, Counter>,
     remote_write: Family<LabelSet, Counter>,
+    series_fetched: Family<LabelSet, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -76,6 +77,7 @@ impl Metrics {
             reload_ok: Gauge::default(),
             reloads: Family::default(),
             remote_write: Family::default(),
+            series_fetched: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -153,6 +155,11 @@ impl Metrics {
             "Samples sent by remote write, by result",
             m.remote_write.clone(),
         );
+        registry.register(
+            "kubesignal_evaluator_rule_last_evaluation_series_fetched",
+            "Series the last successful query of a rule returned; 0 for long on an alerting rule often means its selectors match nothing",
+            m.series_fetched.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -214,9 +221,16 @@ impl Metrics {
     pub fn encode(&self, groups: &[Group]) -> String {
         self.alerts_series.clear();
         self.recorded.clear();
+        self.series_fetched.clear();
         let mut counts = [0i64; 2];
         for g in groups {
             for entry in &g.rules {
+                self.series_fetched
+                    .get_or_create(&vec![
+                        ("rule_group".into(), g.key()),
+                        ("rule".into(), entry.name().to_string()),
+                    ])
+                    .set(entry.status.series_fetched as i64);
                 match &entry.kind {
                     super::group::RuleKind::Alerting(rule) => {
                         for a in rule.active_alerts() {

@@ -404,10 +404,7 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     };
     let deps = Arc::new(Deps {
         datasource,
-        templater: Templater {
-            external_labels: external_labels.clone(),
-            external_url: args.external_url.clone(),
-        },
+        templater: Templater::new(external_labels.clone(), args.external_url.clone()),
         resend_delay: args.resend_delay,
         outage_tolerance: args.outage_tolerance,
         for_grace_period: args.for_grace_period,

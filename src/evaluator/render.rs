@@ -3,12 +3,22 @@
 //! `$externalLabels`, `$externalURL`) plus `$activeAt`, and the `query` function answered by
 //! the evaluator's datasource at the evaluation timestamp.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::alert::{Labels, RenderInput};
 use super::datasource::Datasource;
-use crate::template::{QuerySample, TemplateData, TemplateQuerier, expand};
+use crate::template::{QuerySample, Template, TemplateData, TemplateQuerier};
+
+/// Parsed templates by text, so each is parsed once rather than once per alert per evaluation.
+type Cache = Arc<Mutex<HashMap<String, Result<Arc<Template>, String>>>>;
+
+/// Past this many distinct template texts the cache starts over (texts come from rule files,
+/// so this only bounds memory against pathological inputs).
+const CACHE_LIMIT: usize = 50_000;
 
 /// What templates can see besides the sample.
 #[derive(Clone, Debug, Default)]
@@ -17,6 +27,7 @@ pub struct Templater {
     pub external_labels: Labels,
     /// `--external-url`.
     pub external_url: String,
+    cache: Cache,
 }
 
 impl Templater {
@@ -30,13 +41,47 @@ impl Templater {
             value: input.value,
             active_at: input.active_at,
         };
-        match expand(input.name, input.text, &data, querier) {
+        if !input.text.contains("{{") {
+            return input.text.to_string();
+        }
+        let result = self
+            .parsed(input.name, input.text)
+            .and_then(|t| t.render(&data, querier).map_err(|e| e.to_string()));
+        match result {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(template = input.name, error = %e, "expanding template failed");
                 format!("<error expanding template: {e}>")
             }
         }
+    }
+
+    /// A constructor that sets the visible data and starts with an empty cache.
+    pub fn new(external_labels: Labels, external_url: String) -> Self {
+        Templater {
+            external_labels,
+            external_url,
+            cache: Cache::default(),
+        }
+    }
+
+    fn parsed(&self, name: &str, text: &str) -> Result<Arc<Template>, String> {
+        let Ok(mut cache) = self.cache.lock() else {
+            return Template::parse(name, text)
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+        };
+        if let Some(found) = cache.get(text) {
+            return found.clone();
+        }
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        let parsed = Template::parse(name, text)
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        cache.insert(text.to_string(), parsed.clone());
+        parsed
     }
 }
 
@@ -79,10 +124,10 @@ mod tests {
 
     #[test]
     fn labels_value_and_external_data_reach_the_template_engine() {
-        let t = Templater {
-            external_labels: [("cluster".to_string(), "eu1".to_string())].into(),
-            external_url: "http://eval".into(),
-        };
+        let t = Templater::new(
+            [("cluster".to_string(), "eu1".to_string())].into(),
+            "http://eval".into(),
+        );
         let labels: Labels = [("instance".to_string(), "db-1".to_string())].into();
         let out = t.render(
             RenderInput {

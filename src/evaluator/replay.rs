@@ -20,7 +20,8 @@ use super::render::Templater;
 pub enum OutputFormat {
     /// One readable line per state change.
     Text,
-    /// One JSON object per line per state change: `{"time","alertname","labels","state"}`.
+    /// One JSON object per line per state change: `{"time","alertname","labels","state"}`,
+    /// plus the alert's `annotations` at that moment.
     Json,
 }
 
@@ -127,10 +128,10 @@ pub async fn replay(
         )));
     }
     let mut groups: Vec<Group> = load_groups(&args.rules, args.step)?;
-    let templater = Templater {
-        external_labels: args.external_labels.iter().cloned().collect(),
-        external_url: args.external_url.clone(),
-    };
+    let templater = Templater::new(
+        args.external_labels.iter().cloned().collect(),
+        args.external_url.clone(),
+    );
     let step =
         chrono::Duration::from_std(args.step).map_err(|e| ReplayError::Range(e.to_string()))?;
     let mut failures = 0;
