@@ -308,14 +308,43 @@ impl AlertingRule {
             }
         }
 
+        // Both maps are sorted by labels: walk them side by side.
         let mut transitions = Vec::new();
-        let mut keys: Vec<&Labels> = before.keys().chain(self.active.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        for labels in keys {
-            let old = before.get(labels).copied().unwrap_or(AlertState::Inactive);
-            let current = self.active.get(labels);
-            let new = current.map(|a| a.state).unwrap_or(AlertState::Inactive);
+        let mut old_iter = before.iter().peekable();
+        let mut new_iter = self.active.iter().peekable();
+        loop {
+            let (labels, old, current) = match (old_iter.peek(), new_iter.peek()) {
+                (None, None) => break,
+                (Some((k, s)), None) => {
+                    let item = (*k, **s, None);
+                    old_iter.next();
+                    item
+                }
+                (None, Some((k, a))) => {
+                    let item = (*k, AlertState::Inactive, Some(*a));
+                    new_iter.next();
+                    item
+                }
+                (Some((ko, s)), Some((kn, a))) => match ko.cmp(kn) {
+                    std::cmp::Ordering::Less => {
+                        let item = (*ko, **s, None);
+                        old_iter.next();
+                        item
+                    }
+                    std::cmp::Ordering::Greater => {
+                        let item = (*kn, AlertState::Inactive, Some(*a));
+                        new_iter.next();
+                        item
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let item = (*kn, **s, Some(*a));
+                        old_iter.next();
+                        new_iter.next();
+                        item
+                    }
+                },
+            };
+            let new = current.map_or(AlertState::Inactive, |a| a.state);
             if old != new {
                 transitions.push(Transition {
                     labels: labels.clone(),
