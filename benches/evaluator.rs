@@ -11,7 +11,6 @@
 //! Needs `prometheus` (Debian package `prometheus`) on PATH.
 
 #[path = "../tests/common/evaluator.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::hint::black_box;
