@@ -100,36 +100,44 @@ fn unit_test_files_and_slo_specs_are_rejected_as_not_rule_files() {
 }
 
 #[test]
-fn promtool_and_rules_check_agree_on_a_sample_of_fixture_files() {
+fn promtool_and_rules_check_agree_on_every_fixture_file_and_on_duplicate_rules() {
     let dir = fixtures_dir();
-    let sample = [
-        "promtool-testdata-v2.42/bad-rules-syntax.yml",
-        "promtool-testdata-v2.42/rules.yml",
-        "promtool-testdata-v2.42/rules_duplicates.yml",
-        "promtool-testdata-v2.42/bad-promql.yml",
-        "promtool-testdata-v2.42/unittest.yml",
-        "kubernetes-mixin/prometheus_alerts.yaml",
-        "kubernetes-mixin/prometheus_rules.yaml",
-        "kube-prometheus/extracted/kubernetesControlPlane.rules.yaml",
-        "mixins/prometheus/alerts.yaml",
-        "sloth/_gen/kubernetes-apiserver.yml",
-        "sloth/kubernetes-apiserver.yml",
-        "govuk/router.yaml",
-        "awesome-prometheus-alerts/kubernetes/kubestate-exporter.yml",
-        "awesome-prometheus-alerts/redis/oliver006-redis-exporter.yml",
-    ];
-    for name in sample {
-        let file = dir.join(name);
-        assert!(file.is_file(), "fixture {name} missing");
-        let ours = kubesignal_check(&[&file]);
-        let theirs = promtool_accepts(&file);
+    let mut compared = 0;
+    let mut resources = 0;
+    for file in yaml_files(&dir) {
+        let name = rel(&file);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (_, diags) = kubesignal::rules::check::check_text(&name, &text);
+        let we_accept = !diags.iter().any(|d| d.is_error());
+        let (promtool_accepts, promtool_out) = rulescheck::promtool_check(&file);
+        if rulescheck::is_prometheus_rule_resource(&file) {
+            // promtool reads plain rule files only; we read the resources too.
+            assert!(!promtool_accepts, "{name}");
+            assert!(we_accept, "{name}: {diags:?}");
+            resources += 1;
+            continue;
+        }
+        if DELIBERATE_DIFFERENCES.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
         assert_eq!(
-            ours.code == 0,
-            theirs,
-            "{name}: promtool accepts = {theirs}, we said:\n{}",
-            ours.stdout
+            we_accept, promtool_accepts,
+            "{name}: promtool says:\n{promtool_out}\nwe say: {diags:#?}"
         );
+        let we_flag_duplicates = diags
+            .iter()
+            .any(|d| d.message.starts_with("duplicate rule"));
+        let promtool_flags_duplicates = promtool_out.contains("duplicate rule(s) found");
+        assert_eq!(
+            we_flag_duplicates, promtool_flags_duplicates,
+            "{name}: duplicate lint differs:\n{promtool_out}"
+        );
+        compared += 1;
     }
+    assert!(
+        compared >= 150 && resources >= 10,
+        "{compared} compared, {resources} resources"
+    );
     for (name, why) in DELIBERATE_DIFFERENCES {
         let file = dir.join(name);
         assert!(
@@ -352,7 +360,7 @@ kind: PrometheusRule
 metadata: {name: b}
 spec:
   groups:
-  - name: g
+  - name: h
     rules:
     - alert: B
       expr: up ==
@@ -363,6 +371,8 @@ groups:
       - record: r
         expr: up
         annotations: {a: b}
+  - name: g
+    rules: []
 ";
     let file = write(dir.path(), "multi.yaml", text);
     let run = kubesignal_check(&[&file]);
@@ -372,19 +382,22 @@ groups:
         .filter(|l| l.contains(": error: "))
         .collect();
     assert_eq!(run.code, 1);
-    assert_eq!(errors.len(), 2, "{}", run.stdout);
+    assert_eq!(errors.len(), 3, "{}", run.stdout);
+    let f = file.display();
     assert!(
-        errors[0].starts_with(&format!(
-            "{}:19: error: group \"g\", rule 1 (alert \"B\")",
-            file.display()
-        )),
+        errors[0].starts_with(&format!("{f}:19: error: group \"h\", rule 1 (alert \"B\")")),
         "{}",
         errors[0]
     );
     assert!(
-        errors[1].starts_with(&format!("{}:26: error:", file.display())),
+        errors[1].starts_with(&format!("{f}:26: error:")),
         "{}",
         errors[1]
+    );
+    // Group names are unique per file, across its documents (the evaluator loads it as one).
+    assert_eq!(
+        errors[2],
+        format!("{f}:27: error: group name \"g\" is repeated in the same file (first at line 6)")
     );
 }
 
@@ -505,4 +518,64 @@ fn the_summary_counts_files_errors_and_warnings_across_files() {
     let only_good = kubesignal_check(&[&good]);
     assert_eq!(only_good.code, 0);
     assert_eq!(only_good.stdout, "1 file checked, 0 errors, 0 warnings\n");
+}
+
+#[test]
+fn the_line_index_points_every_fixture_rule_at_its_own_alert_record_and_expr_lines() {
+    use kubesignal::rules::load::{Seg, parse_source};
+    use serde_yaml_ng::Value;
+    let mut checked = 0;
+    for file in yaml_files(&fixtures_dir()) {
+        if kind_of(&file) != FixtureKind::Rules {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let (source, _) = parse_source(&rel(&file), &text);
+        let mut last_expr_line = 0;
+        for doc in &source.documents {
+            let Value::Sequence(groups) = &doc.groups else {
+                continue;
+            };
+            for (gi, g) in groups.iter().enumerate() {
+                let Some(rules) = g.get("rules").and_then(Value::as_sequence) else {
+                    continue;
+                };
+                for (ri, r) in rules.iter().enumerate() {
+                    let mut path = doc.groups_path.clone();
+                    path.extend([Seg::Index(gi), Seg::Key("rules".into()), Seg::Index(ri)]);
+                    let at = |key: &str| {
+                        let mut p = path.clone();
+                        p.push(Seg::Key(key.into()));
+                        source.lines.line(doc.index, &p).unwrap()
+                    };
+                    let expr_line = at("expr");
+                    assert!(
+                        lines[expr_line - 1].contains("expr:"),
+                        "{}:{expr_line}",
+                        file.display()
+                    );
+                    assert!(
+                        expr_line > last_expr_line,
+                        "{}:{expr_line} not after {last_expr_line}",
+                        file.display()
+                    );
+                    last_expr_line = expr_line;
+                    for key in ["alert", "record"] {
+                        if let Some(name) = r.get(key).and_then(Value::as_str) {
+                            let l = at(key);
+                            assert!(
+                                lines[l - 1].contains(&format!("{key}:"))
+                                    && lines[l - 1].contains(name),
+                                "{}:{l}: expected {key} {name}",
+                                file.display()
+                            );
+                        }
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 11000, "{checked}");
 }

@@ -206,8 +206,15 @@ fn rendered_annotations_match_what_the_fixtures_promtool_unit_tests_expect() {
                         value: 0.0,
                         active_at: None,
                     };
-                    for (key, want) in &exp.exp_annotations {
-                        let Some(text) = rule.annotations.get(key) else {
+                    // Templated rule labels land, expanded, among the expected labels.
+                    let templated_labels = rule
+                        .labels
+                        .iter()
+                        .filter(|(_, v)| v.contains("{{"))
+                        .filter_map(|(k, _)| exp.exp_labels.get_key_value(k));
+                    for (key, want) in exp.exp_annotations.iter().chain(templated_labels) {
+                        let Some(text) = rule.annotations.get(key).or_else(|| rule.labels.get(key))
+                        else {
                             continue;
                         };
                         if uses_value_or_query(text) {
@@ -401,6 +408,14 @@ const CRAFTED: &[(&str, &str)] = &[
     ),
     (
         "{{- range $i, $s := query \"crafted_query_metric\" -}}\n  {{ $i }}: {{ $s.Labels.instance }} {{ $s.Value | humanize }}\n{{- end }}",
+        "1",
+    ),
+    (
+        "{{ range query \"crafted_query_metric\" }}{{ . }}|{{ .Labels }}{{ end }} {{ printf \"%v\" (args \"a\" 1) }}",
+        "1",
+    ),
+    (
+        "{{ with $x := 0 }}yes{{ else }}no{{ end }} {{ if and $labels.job (eq $labels.job \"node\") }}ok{{ end }} {{ index (args 5 6) \"arg1\" }}",
         "1",
     ),
 ];

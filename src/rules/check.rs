@@ -144,6 +144,7 @@ pub fn check_text(name: &str, text: &str) -> (Option<RuleFile>, Vec<Diagnostic>)
         source: &source,
         diags: Vec::new(),
         rule_ats: Vec::new(),
+        group_names: HashMap::new(),
     };
     let mut file = RuleFile::default();
     for doc in &source.documents {
@@ -189,6 +190,8 @@ struct Checker<'a> {
     diags: Vec<Diagnostic>,
     /// Where each rule of the model sits, in model order.
     rule_ats: Vec<At>,
+    /// Group names seen in the file, with their lines.
+    group_names: HashMap<String, Option<usize>>,
 }
 
 /// Where a node is: document and path, for line lookup.
@@ -256,14 +259,15 @@ impl Checker<'_> {
                 return Vec::new();
             }
         };
-        let mut seen: HashMap<String, Option<usize>> = HashMap::new();
         let mut out = Vec::new();
         for (i, g) in groups.iter().enumerate() {
             let gat = at.index(i);
             if let Some(group) = self.group(g, &gat, i) {
                 if !group.name.is_empty() {
                     let line = self.line(&gat.key("name"));
-                    if let Some(first) = seen.get(&group.name) {
+                    // Unique per file, across its documents too: the evaluator loads a
+                    // multi-document file as one file.
+                    if let Some(first) = self.group_names.get(&group.name) {
                         let first = first
                             .map(|l| format!(" (first at line {l})"))
                             .unwrap_or_default();
@@ -275,7 +279,7 @@ impl Checker<'_> {
                             ),
                         );
                     } else {
-                        seen.insert(group.name.clone(), line);
+                        self.group_names.insert(group.name.clone(), line);
                     }
                 }
                 out.push(group);

@@ -71,13 +71,23 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// The file is read but has problems; every error found is listed.
-    #[error("{}", .diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", errors_only(.diagnostics))]
     Invalid {
         /// The file.
         path: String,
         /// Errors (and warnings) found, each with its line.
         diagnostics: Vec<Diagnostic>,
     },
+}
+
+/// The errors among `diagnostics`, one per line (warnings don't explain a failed load).
+fn errors_only(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Loads a rule file (plain, PrometheusRule, or multi-document), validating it like
@@ -496,6 +506,25 @@ groups:
         assert_eq!(
             src.lines.line(0, &[k("spec"), k("groups"), Seg::Index(0)]),
             Some(6)
+        );
+    }
+
+    #[test]
+    fn a_failed_load_lists_the_errors_with_lines_but_not_the_warnings() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up ==\n        for: 2m\n      - alert: A\n        expr: up\n";
+        let err = load_str("f.yml", text).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("f.yml:5: error: group \"g\", rule 1 (alert \"A\")"),
+            "{msg}"
+        );
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        let LoadError::Invalid { diagnostics, .. } = err else {
+            panic!("expected Invalid");
+        };
+        assert!(
+            diagnostics.iter().any(|d| !d.is_error()),
+            "the warnings stay available"
         );
     }
 

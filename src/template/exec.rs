@@ -28,10 +28,34 @@ pub(crate) struct Exec<'a> {
 /// An execution error with the line of the action that failed.
 pub(crate) struct ExecError {
     pub line: usize,
+    /// The failing node as Go prints it (`first`, `.Labels.x.y`), when known.
+    pub at: Option<String>,
     pub message: String,
 }
 
-type EResult<T> = Result<T, String>;
+/// A failure on its way up, with the node it happened at once known.
+pub(crate) struct Fail {
+    at: Option<String>,
+    message: String,
+}
+
+impl From<String> for Fail {
+    fn from(message: String) -> Self {
+        Fail { at: None, message }
+    }
+}
+
+impl Fail {
+    /// Names the failing node, unless a deeper one was named already.
+    fn at(mut self, node: impl FnOnce() -> String) -> Fail {
+        if self.at.is_none() {
+            self.at = Some(node());
+        }
+        self
+    }
+}
+
+type EResult<T> = Result<T, Fail>;
 
 impl<'a> Exec<'a> {
     pub fn new(
@@ -52,9 +76,10 @@ impl<'a> Exec<'a> {
     pub fn run(&mut self, list: &List, dot: &Value, out: &mut String) -> Result<(), ExecError> {
         self.walk(list, dot, out)
             .map(|_| ())
-            .map_err(|message| ExecError {
+            .map_err(|f| ExecError {
                 line: self.line,
-                message,
+                at: f.at,
+                message: f.message,
             })
     }
 
@@ -109,31 +134,31 @@ impl<'a> Exec<'a> {
                     self.line = *line;
                     let mark = self.vars.len();
                     let v = self.pipeline_value(pipe, dot)?;
-                    let items: Vec<(Value, Value)> = match &v {
-                        Value::List(l) => l
-                            .iter()
-                            .enumerate()
-                            .map(|(i, x)| (Value::Int(i as i64), x.clone()))
-                            .collect(),
-                        Value::Map(m) => m
-                            .iter()
-                            .map(|(k, x)| (Value::Str(k.clone()), x.clone()))
-                            .collect(),
-                        Value::Int(n) => (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
-                        Value::Nil => Vec::new(),
+                    let items: Box<dyn Iterator<Item = (Value, Value)>> = match &v {
+                        Value::List(l) => Box::new(
+                            l.iter()
+                                .enumerate()
+                                .map(|(i, x)| (Value::Int(i as i64), x.clone()))
+                                .collect::<Vec<_>>()
+                                .into_iter(),
+                        ),
+                        Value::Map(m) => Box::new(
+                            m.iter()
+                                .map(|(k, x)| (Value::Str(k.clone()), x.clone()))
+                                .collect::<Vec<_>>()
+                                .into_iter(),
+                        ),
+                        // Lazily: `range 1000000` must not build a list first.
+                        Value::Int(n) => Box::new((0..*n).map(|i| (Value::Int(i), Value::Int(i)))),
+                        Value::Nil => Box::new(std::iter::empty()),
                         other => {
-                            return Err(format!(
-                                "range can't iterate over {}",
-                                other.to_go_string()
-                            ));
+                            let msg = format!("range can't iterate over {}", other.to_go_string());
+                            return Err(Fail::from(msg).at(|| describe_pipeline(pipe)));
                         }
                     };
-                    if items.is_empty()
-                        && let Some(body) = otherwise
-                    {
-                        self.walk(body, dot, out)?;
-                    }
+                    let mut empty = true;
                     for (key, item) in items {
+                        empty = false;
                         self.vars.truncate(mark);
                         match pipe.decls.as_slice() {
                             [] => {}
@@ -147,6 +172,10 @@ impl<'a> Exec<'a> {
                             Flow::Break => break,
                             Flow::Continue | Flow::Normal => {}
                         }
+                    }
+                    if empty && let Some(body) = otherwise {
+                        self.vars.truncate(mark);
+                        self.walk(body, dot, out)?;
                     }
                     self.vars.truncate(mark);
                 }
@@ -167,12 +196,12 @@ impl<'a> Exec<'a> {
 
     /// Runs a `{{define}}`d template with its own variables and returns its output.
     pub fn call_template(&mut self, name: &str, dot: Value) -> EResult<String> {
-        let body = self
-            .defines
-            .get(name)
-            .ok_or_else(|| format!("no such template \"{name}\""))?;
+        let body = self.defines.get(name).ok_or_else(|| {
+            Fail::from(format!("template \"{name}\" not defined"))
+                .at(|| format!("{{{{template {name:?}}}}}"))
+        })?;
         if self.depth >= MAX_DEPTH {
-            return Err(format!("exceeded maximum template depth ({MAX_DEPTH})"));
+            return Err(format!("exceeded maximum template depth ({MAX_DEPTH})").into());
         }
         let saved = std::mem::replace(&mut self.vars, vec![("$".to_string(), dot.clone())]);
         self.depth += 1;
@@ -221,15 +250,14 @@ impl<'a> Exec<'a> {
             if let Some(p) = piped {
                 args.push(p);
             }
-            return self
-                .call(name, args)
-                .map_err(|e| format!("error calling {name}: {e}"));
+            return self.call(name, args);
         }
         if cmd.args.len() > 1 || piped.is_some() {
-            return Err(format!(
+            let msg = format!(
                 "can't give argument to non-function {}",
                 describe_operand(first)
-            ));
+            );
+            return Err(Fail::from(msg).at(|| describe_operand(first)));
         }
         self.operand(first, dot)
     }
@@ -244,9 +272,7 @@ impl<'a> Exec<'a> {
     ) -> EResult<Value> {
         let name = if is_and { "and" } else { "or" };
         if rest.len() + usize::from(piped.is_some()) < 1 {
-            return Err(format!(
-                "wrong number of args for {name}: want at least 1 got 0"
-            ));
+            return Err(format!("wrong number of args for {name}: want at least 1 got 0").into());
         }
         let mut last = Value::Nil;
         for a in rest {
@@ -261,24 +287,32 @@ impl<'a> Exec<'a> {
         Ok(last)
     }
 
+    /// Calls a function; its own failures read `error calling NAME: ...` at `<NAME>`, like Go.
     fn call(&mut self, name: &str, args: Vec<Value>) -> EResult<Value> {
+        let wrap =
+            |e: String| Fail::from(format!("error calling {name}: {e}")).at(|| name.to_string());
         if name == "tmpl" {
-            let [n, data] = <[Value; 2]>::try_from(args)
-                .map_err(|a| format!("wrong number of args for tmpl: want 2 got {}", a.len()))?;
+            let [n, data] = <[Value; 2]>::try_from(args).map_err(|a| {
+                wrap(format!(
+                    "wrong number of args for tmpl: want 2 got {}",
+                    a.len()
+                ))
+            })?;
             let Value::Str(n) = n else {
-                return Err(format!(
+                return Err(wrap(format!(
                     "wrong type for value; expected string; got {}",
                     n.go_type()
-                ));
+                )));
             };
             return self.call_template(&n, data).map(Value::Str);
         }
-        funcs::call(name, args, self.env)
+        funcs::call(name, args, self.env).map_err(wrap)
     }
 
     fn operand(&mut self, op: &Operand, dot: &Value) -> EResult<Value> {
+        let node = || describe_operand(op);
         Ok(match op {
-            Operand::Dot(fields) => follow(dot.clone(), fields)?,
+            Operand::Dot(fields) => follow(dot.clone(), fields).map_err(|f| f.at(node))?,
             Operand::Var(name, fields) => {
                 let v = self
                     .vars
@@ -286,12 +320,10 @@ impl<'a> Exec<'a> {
                     .rev()
                     .find(|(n, _)| n == name)
                     .map(|(_, v)| v.clone())
-                    .ok_or_else(|| format!("undefined variable: {name}"))?;
-                follow(v, fields)?
+                    .ok_or_else(|| Fail::from(format!("undefined variable: {name}")).at(node))?;
+                follow(v, fields).map_err(|f| f.at(node))?
             }
-            Operand::Func(name) => self
-                .call(name, Vec::new())
-                .map_err(|e| format!("error calling {name}: {e}"))?,
+            Operand::Func(name) => self.call(name, Vec::new())?,
             Operand::Str(s) => Value::Str(s.clone()),
             Operand::Int(i) => Value::Int(*i),
             Operand::Float(f) => Value::Float(*f),
@@ -299,7 +331,7 @@ impl<'a> Exec<'a> {
             Operand::Nil => Value::Nil,
             Operand::Sub(pipe, fields) => {
                 let v = self.pipeline(pipe, dot)?;
-                follow(v, fields)?
+                follow(v, fields).map_err(|f| f.at(node))?
             }
         })
     }
@@ -310,6 +342,28 @@ fn follow(mut v: Value, fields: &[String]) -> EResult<Value> {
         v = v.field(f)?;
     }
     Ok(v)
+}
+
+/// A pipeline as Go prints it in errors: `$value | humanize`.
+fn describe_pipeline(p: &Pipeline) -> String {
+    let cmds: Vec<String> = p
+        .cmds
+        .iter()
+        .map(|c| {
+            c.args
+                .iter()
+                .map(describe_operand)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let body = cmds.join(" | ");
+    if p.decls.is_empty() {
+        body
+    } else {
+        let op = if p.assign { "=" } else { ":=" };
+        format!("{} {op} {body}", p.decls.join(", "))
+    }
 }
 
 fn describe_operand(op: &Operand) -> String {
@@ -324,7 +378,8 @@ fn describe_operand(op: &Operand) -> String {
         Operand::Bool(b) => b.to_string(),
         Operand::Nil => "nil".into(),
         Operand::Func(n) => n.clone(),
-        Operand::Sub(..) => "(pipeline)".into(),
+        Operand::Sub(p, f) if f.is_empty() => format!("({})", describe_pipeline(p)),
+        Operand::Sub(p, f) => format!("({}).{}", describe_pipeline(p), f.join(".")),
     }
 }
 

@@ -279,6 +279,9 @@ fn format_one(
     pad(out, width, flags, numeric)
 }
 
+/// Largest width or precision `printf` honours (Go's own limit).
+const MAX_WIDTH: usize = 1_000_000;
+
 /// Go's `fmt.Sprintf`.
 pub fn sprintf(format: &str, args: &[Value]) -> String {
     let mut out = String::new();
@@ -325,11 +328,20 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
                 None
             }
         };
-        let width = number(&mut i, &mut arg);
+        let mut width = number(&mut i, &mut arg);
         let mut prec = None;
         if chars.get(i) == Some(&'.') {
             i += 1;
             prec = Some(number(&mut i, &mut arg).unwrap_or(0));
+        }
+        // Go refuses absurd widths too; they would only allocate huge strings.
+        if width.is_some_and(|w| w > MAX_WIDTH) {
+            out.push_str("%!(BADWIDTH)");
+            width = None;
+        }
+        if prec.is_some_and(|p| p > MAX_WIDTH) {
+            out.push_str("%!(BADPREC)");
+            prec = None;
         }
         let Some(&verb) = chars.get(i) else {
             out.push_str("%!(NOVERB)");

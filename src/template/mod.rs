@@ -85,11 +85,11 @@ pub enum TemplateError {
         message: String,
     },
     /// Rendering failed (a function error, a bad field access, a failed query).
-    #[error("template: {name}: executing: {message}")]
+    #[error("template: {message}")]
     Exec {
         /// The template's name.
         name: String,
-        /// What went wrong, with the line of the failing action.
+        /// What went wrong, in Go's words: `NAME:LINE: executing "NAME" at <NODE>: ...`.
         message: String,
     },
 }
@@ -151,11 +151,14 @@ impl Template {
         };
         let mut exec = exec::Exec::new(&self.defines, &env, vars);
         let mut out = String::new();
-        exec.run(&self.root, &dot, &mut out)
-            .map_err(|e| TemplateError::Exec {
-                name: self.name.clone(),
-                message: format!("line {}: {}", e.line, e.message),
-            })?;
+        exec.run(&self.root, &dot, &mut out).map_err(|e| {
+            let name = &self.name;
+            let at = e.at.map(|a| format!(" at <{a}>")).unwrap_or_default();
+            TemplateError::Exec {
+                name: name.clone(),
+                message: format!("{name}:{}: executing \"{name}\"{at}: {}", e.line, e.message),
+            }
+        })?;
         Ok(out)
     }
 }

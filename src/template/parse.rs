@@ -476,6 +476,7 @@ pub(crate) fn parse(text: &str, vars: &[&str], funcs: &dyn Fn(&str) -> bool) -> 
     let mut scope = vec!["$".to_string()];
     scope.extend(vars.iter().map(|v| v.to_string()));
     let mut p = Parser {
+        depth: 0,
         tokens,
         pos: 0,
         funcs,
@@ -496,7 +497,12 @@ pub(crate) fn parse(text: &str, vars: &[&str], funcs: &dyn Fn(&str) -> bool) -> 
     })
 }
 
+/// Deepest nesting of blocks and parentheses accepted, so hostile input cannot overflow the
+/// stack.
+const MAX_NESTING: usize = 100;
+
 struct Parser<'a> {
+    depth: usize,
     tokens: Vec<Token>,
     pos: usize,
     funcs: &'a dyn Fn(&str) -> bool,
@@ -556,6 +562,16 @@ impl Parser<'_> {
 
     /// Parses nodes until EOF or an `{{end}}`/`{{else ...}}`, which is consumed up to the word.
     fn list(&mut self) -> PResult<(List, Option<ListEnd>)> {
+        self.depth += 1;
+        let r = self.list_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn list_inner(&mut self) -> PResult<(List, Option<ListEnd>)> {
+        if self.depth > MAX_NESTING {
+            return self.err("template nesting too deep");
+        }
         let mut nodes = Vec::new();
         while let Some(t) = self.next() {
             match t.tok {
@@ -880,8 +896,13 @@ impl Parser<'_> {
                 message: format!("bad number syntax: \"{n}\""),
             })?,
             Tok::LParen => {
-                let pipe = self.pipeline_until("parenthesized pipeline", true, Tok::RParen)?;
-                Operand::Sub(Box::new(pipe), self.fields())
+                if self.depth > MAX_NESTING {
+                    return self.err("template nesting too deep");
+                }
+                self.depth += 1;
+                let pipe = self.pipeline_until("parenthesized pipeline", true, Tok::RParen);
+                self.depth -= 1;
+                Operand::Sub(Box::new(pipe?), self.fields())
             }
             other => {
                 return Err(ParseError {

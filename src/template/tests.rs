@@ -304,3 +304,73 @@ fn a_field_after_whitespace_is_a_new_operand_not_a_field_of_the_previous_one() {
         "1 node"
     );
 }
+
+#[test]
+fn hostile_templates_fail_cleanly_instead_of_exhausting_memory_or_stack() {
+    let deep = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+    assert!(
+        Template::parse("t", &deep)
+            .unwrap_err()
+            .to_string()
+            .contains("nesting too deep")
+    );
+    let deep_if = "{{ if 1 }}".repeat(5000);
+    assert!(Template::parse("t", &deep_if).is_err());
+    assert_eq!(
+        render("{{ printf \"%*d\" 100000000000 1 }}", 0.0),
+        "%!(BADWIDTH)1"
+    );
+    let self_call = "{{ define \"a\" }}{{ template \"a\" }}{{ end }}{{ template \"a\" }}";
+    let err = render_with(self_call, &labels(&[]), 0.0, None).unwrap_err();
+    assert!(err.to_string().contains("maximum template depth"), "{err}");
+    assert_eq!(
+        render(
+            "{{ range $i := 1000000000000 }}{{ if eq $i 3 }}{{ break }}{{ end }}{{ $i }}{{ end }}",
+            0.0
+        ),
+        "012"
+    );
+    assert_eq!(
+        render("{{ range 0 }}x{{ else }}empty{{ end }}", 0.0),
+        "empty"
+    );
+}
+
+#[test]
+fn exec_errors_read_like_go_with_the_failing_node() {
+    let l = labels(&[]);
+    let err = render_with(
+        "x\n{{ query \"up\" | first | value }}",
+        &l,
+        1.0,
+        Some(&Empty),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template: t:2: executing \"t\" at <first>: error calling first: first() called on vector with no elements"
+    );
+    let err = render_with("{{ $labels.job.x }}", &labels(&[("job", "a")]), 1.0, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template: t:1: executing \"t\" at <$labels.job.x>: can't evaluate field x in type string"
+    );
+    let err = render_with("{{ template \"nope\" }}", &l, 1.0, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template: t:1: executing \"t\" at <{{template \"nope\"}}>: template \"nope\" not defined"
+    );
+    let err = render_with("{{ humanize \"abc\" }}", &l, 1.0, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template: t:1: executing \"t\" at <humanize>: error calling humanize: strconv.ParseFloat: parsing \"abc\": invalid syntax"
+    );
+}
+
+struct Empty;
+
+impl TemplateQuerier for Empty {
+    fn query(&self, _q: &str) -> Result<Vec<QuerySample>, String> {
+        Ok(Vec::new())
+    }
+}

@@ -93,12 +93,32 @@ pub fn promtool() -> PathBuf {
 
 /// Runs `promtool check rules FILE`; true when promtool accepts the file.
 pub fn promtool_accepts(file: &Path) -> bool {
+    promtool_check(file).0
+}
+
+/// Runs `promtool check rules FILE`: whether it accepts the file, and its output.
+pub fn promtool_check(file: &Path) -> (bool, String) {
     let out = Command::new(promtool())
         .args(["check", "rules"])
         .arg(file)
         .output()
         .expect("running promtool");
-    out.status.success()
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Whether the file holds PrometheusRule resources (which promtool does not read).
+pub fn is_prometheus_rule_resource(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .any(|l| l.trim() == "kind: PrometheusRule")
 }
 
 /// Output of one run of `kubesignal rules check`.
