@@ -185,6 +185,7 @@ fn cycle(c: &mut Criterion) {
                                 resend_delay: Duration::from_secs(60),
                                 outage_tolerance: Duration::from_secs(3600),
                                 for_grace_period: Duration::from_secs(600),
+                                record_sink: None,
                             };
                             let out = g.evaluate(Utc::now(), &ctx).await;
                             assert_eq!(out.failed, 0, "a benchmark query failed");

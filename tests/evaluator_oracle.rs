@@ -55,6 +55,9 @@ const RULES: &str = r#"groups:
           instance: "{{ $labels.instance }}-x"
 "#;
 
+const ALERTS: &[&str] = &["InstanceDown", "HighErrors", "Flappy"];
+const RECORDS: &[&str] = &["job:up:sum", "job:errors:max"];
+
 /// Series in promtool's notation, one value per minute from t=0; `_` is a missing sample.
 const SERIES: &[(&str, &str)] = &[
     (
@@ -188,7 +191,7 @@ fn yaml_map(pairs: &[(String, String)]) -> String {
 }
 
 /// A promtool unit-test file expecting exactly `tl` at every evaluation.
-fn promtool_test(tl: &Timeline) -> String {
+fn promtool_test(tl: &Timeline, alerts: &[&str], records: &[&str]) -> String {
     let mut out = String::from(
         "rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
     );
@@ -199,17 +202,17 @@ fn promtool_test(tl: &Timeline) -> String {
     }
     out.push_str("    alert_rule_test:\n");
     for k in 0..STEPS as usize {
-        for name in ["InstanceDown", "HighErrors", "Flappy"] {
+        for name in alerts {
             out.push_str(&format!(
                 "      - eval_time: {k}m\n        alertname: {name}\n        exp_alerts:"
             ));
-            let alerts = tl.firing[k].get(name).cloned().unwrap_or_default();
-            if alerts.is_empty() {
+            let firing = tl.firing[k].get(*name).cloned().unwrap_or_default();
+            if firing.is_empty() {
                 out.push_str(" []\n");
                 continue;
             }
             out.push('\n');
-            for (labels, ann) in alerts {
+            for (labels, ann) in firing {
                 let labels: Vec<(String, String)> = labels
                     .into_iter()
                     .filter(|(k, _)| k != "alertname")
@@ -224,7 +227,7 @@ fn promtool_test(tl: &Timeline) -> String {
     }
     out.push_str("    promql_expr_test:\n");
     for k in 0..STEPS as usize {
-        for record in ["job:up:sum", "job:errors:max"] {
+        for record in records {
             out.push_str(&format!(
                 "      - expr: '{record}'\n        eval_time: {k}m\n        exp_samples:"
             ));
@@ -268,23 +271,13 @@ fn run_promtool(dir: &std::path::Path, test: &str) -> (bool, String) {
     )
 }
 
-#[test]
-fn replay_timelines_agree_with_promtool_at_every_evaluation() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    std::fs::write(dir.join("rules.yaml"), RULES).unwrap();
-    // Three hours ago, on a minute boundary: well inside retention, clear of the head block.
-    let now = Utc::now() - CDuration::hours(3);
-    let t0 = Utc
-        .timestamp_opt(now.timestamp() - now.timestamp() % 3600, 0)
-        .unwrap();
-    let prom = Prometheus::with_openmetrics(dir, &openmetrics(t0));
-
+/// Runs `kubesignal replay --output json --emit-recorded` over the test range.
+fn replay(dir: &std::path::Path, url: &str, t0: DateTime<Utc>, extra: &[String]) -> String {
     let to = t0 + CDuration::minutes(STEPS - 1);
     let out = kubesignal()
         .arg("replay")
         .arg(format!("--rules={}", dir.join("rules.yaml").display()))
-        .arg(format!("--datasource-url={}", prom.url))
+        .arg(format!("--datasource-url={url}"))
         .arg(format!(
             "--from={}",
             t0.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -294,6 +287,7 @@ fn replay_timelines_agree_with_promtool_at_every_evaluation() {
             to.to_rfc3339_opts(SecondsFormat::Secs, true)
         ))
         .args(["--step=1m", "--output=json", "--emit-recorded"])
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -302,6 +296,24 @@ fn replay_timelines_agree_with_promtool_at_every_evaluation() {
         "replay failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// Three hours ago, on an hour boundary: well inside retention, clear of the head block.
+fn start_time() -> DateTime<Utc> {
+    let now = Utc::now() - CDuration::hours(3);
+    Utc.timestamp_opt(now.timestamp() - now.timestamp() % 3600, 0)
+        .unwrap()
+}
+
+#[test]
+fn replay_timelines_agree_with_promtool_at_every_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("rules.yaml"), RULES).unwrap();
+    let t0 = start_time();
+    let prom = Prometheus::with_openmetrics(dir, &openmetrics(t0));
+    let stdout = replay(dir, &prom.url, t0, &[]);
     let tl = timeline(t0, &stdout);
 
     // Spot checks worked out by hand from the series above.
@@ -349,7 +361,7 @@ fn replay_timelines_agree_with_promtool_at_every_evaluation() {
         "{down_c:?}"
     );
 
-    let test = promtool_test(&tl);
+    let test = promtool_test(&tl, ALERTS, RECORDS);
     let (ok, log) = run_promtool(dir, &test);
     assert!(
         ok,
@@ -359,7 +371,57 @@ fn replay_timelines_agree_with_promtool_at_every_evaluation() {
     // The oracle can fail: drop one firing alert from the expectations and promtool objects.
     let mut wrong = tl;
     wrong.firing[5].remove("InstanceDown");
-    let (ok, _) = run_promtool(dir, &promtool_test(&wrong));
+    let (ok, _) = run_promtool(dir, &promtool_test(&wrong, ALERTS, RECORDS));
     assert!(!ok, "promtool accepted a timeline missing a firing alert");
+    drop(prom);
+}
+
+const CHAINED_RULES: &str = r#"groups:
+  - name: chained
+    rules:
+      - record: instance:flap:sum
+        expr: sum by (instance) (flap)
+      - record: job:errors:sum
+        expr: sum by (job) (errors)
+      - alert: FlapRecorded
+        expr: instance:flap:sum > 0
+        for: 2m
+        annotations:
+          summary: "{{ $labels.instance }} at {{ $value }}"
+      - alert: JobErrors
+        expr: job:errors:sum > 5
+        labels:
+          team: "{{ $labels.job }}"
+"#;
+
+#[test]
+fn replay_with_write_back_chains_recording_rules_the_way_promtool_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("rules.yaml"), CHAINED_RULES).unwrap();
+    let t0 = start_time();
+    // Past samples written back need Prometheus's out-of-order window.
+    let prom = Prometheus::with_openmetrics_config(
+        dir,
+        &openmetrics(t0),
+        "global: {}\nstorage:\n  tsdb:\n    out_of_order_time_window: 1d\nscrape_configs: []\n",
+        &["--web.enable-remote-write-receiver"],
+    );
+    let write = format!("--remote-write-url={}/api/v1/write", prom.url);
+    let stdout = replay(dir, &prom.url, t0, &[write]);
+    let tl = timeline(t0, &stdout);
+    // The chained alert fires only because the recorded series was written back.
+    assert!(
+        tl.firing.iter().any(|f| f.contains_key("FlapRecorded")),
+        "no chained alert fired:\n{stdout}"
+    );
+    let alerts = &["FlapRecorded", "JobErrors"];
+    let records = &["instance:flap:sum", "job:errors:sum"];
+    let test = promtool_test(&tl, alerts, records);
+    let (ok, log) = run_promtool(dir, &test);
+    assert!(
+        ok,
+        "promtool disagrees with the replay:\n{log}\n--- test file ---\n{test}"
+    );
     drop(prom);
 }

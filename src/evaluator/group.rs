@@ -161,6 +161,19 @@ pub struct EvalContext<'a> {
     pub outage_tolerance: Duration,
     /// `for`-restore grace period.
     pub for_grace_period: Duration,
+    /// Where recording results are written back as soon as a rule has run, so that later
+    /// rules (and later steps of a replay) can query them; `None` to not write them inline.
+    pub record_sink: Option<&'a dyn RecordSink>,
+}
+
+/// A store that takes recording rule results back (remote write), for rule chaining.
+pub trait RecordSink: Send + Sync {
+    /// Writes `series` with timestamp `ts`, returning once the store has accepted them.
+    fn write<'a>(
+        &'a self,
+        series: &'a [Sample],
+        ts: DateTime<Utc>,
+    ) -> super::datasource::BoxFuture<'a, Result<(), String>>;
 }
 
 /// What one evaluation cycle produced.
@@ -232,13 +245,43 @@ impl Group {
                                 Err(e) => Some(e.to_string()),
                             }
                         }
-                        RuleKind::Recording(rule) => match rule.apply(&samples, limit) {
-                            Ok(series) => {
-                                outcome.recorded.extend_from_slice(series);
-                                None
+                        RuleKind::Recording(rule) => {
+                            let previous: Vec<Sample> = std::mem::take(&mut rule.last_result);
+                            match rule.apply(&samples, limit) {
+                                Ok(series) => {
+                                    outcome.recorded.extend_from_slice(series);
+                                    match ctx.record_sink {
+                                        Some(sink) => {
+                                            // Series that stopped get a stale marker, so rules
+                                            // reading them see them end at once, as in Prometheus.
+                                            let mut write = series.to_vec();
+                                            for old in previous {
+                                                if !series.iter().any(|s| s.labels == old.labels) {
+                                                    write.push(Sample {
+                                                        labels: old.labels,
+                                                        value: f64::from_bits(
+                                                            super::remote_write::STALE_NAN,
+                                                        ),
+                                                    });
+                                                }
+                                            }
+                                            if write.is_empty() {
+                                                None
+                                            } else {
+                                                sink.write(&write, query_ts).await.err().map(|e| {
+                                                    format!("writing the results back: {e}")
+                                                })
+                                            }
+                                        }
+                                        None => None,
+                                    }
+                                }
+                                Err(e) => {
+                                    rule.last_result = previous;
+                                    Some(e.to_string())
+                                }
                             }
-                            Err(e) => Some(e.to_string()),
-                        },
+                        }
                     }
                 }
             };
@@ -538,6 +581,7 @@ mod tests {
             resend_delay: Duration::from_secs(60),
             outage_tolerance: Duration::from_secs(600),
             for_grace_period: Duration::from_secs(600),
+            record_sink: None,
         }
     }
 

@@ -285,6 +285,7 @@ async fn run_group(mut group: Group, deps: Arc<Deps>, mut stop: watch::Receiver<
             resend_delay: deps.resend_delay,
             outage_tolerance: deps.outage_tolerance,
             for_grace_period: deps.for_grace_period,
+            record_sink: None,
         };
         let outcome = group.evaluate(ts, &ctx).await;
         if let Some(store) = &deps.store

@@ -229,6 +229,29 @@ impl RemoteWriter {
     }
 }
 
+impl super::group::RecordSink for RemoteWriter {
+    fn write<'a>(
+        &'a self,
+        series: &'a [Sample],
+        ts: DateTime<Utc>,
+    ) -> super::datasource::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let ms = ts.timestamp_millis();
+            let points: Vec<Point> = series
+                .iter()
+                .map(|s| Point {
+                    labels: s.labels.clone(),
+                    value: s.value,
+                    ts: ms,
+                })
+                .collect();
+            RemoteWriter::write(self, &points)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Sends queued points, retrying transient failures a few times with backoff.
 pub async fn run_remote_writer(
     mut queue: mpsc::Receiver<Vec<Point>>,

@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::DatasourceArgs;
 use super::alert::{AlertState, Labels, format_labels};
 use super::datasource::Datasource;
-use super::group::{EvalContext, Group, load_groups, parse_duration};
+use super::group::{EvalContext, Group, RecordSink, load_groups, parse_duration};
+use super::remote_write::RemoteWriter;
 use super::render::Templater;
 
 /// How the timeline is printed.
@@ -56,6 +57,13 @@ pub struct ReplayArgs {
     /// (json: `{"time","record","labels","value"}`).
     #[arg(long, env = "KUBESIGNAL_EMIT_RECORDED")]
     pub emit_recorded: bool,
+
+    /// Remote-write endpoint to write recording results back to at each step, so that rules
+    /// built on recorded series (SLO burn-rate alerts, for one) see them. The store must accept
+    /// past samples: Prometheus needs --web.enable-remote-write-receiver and a
+    /// `storage.tsdb.out_of_order_time_window` covering the range.
+    #[arg(long, env = "KUBESIGNAL_REMOTE_WRITE_URL")]
+    pub remote_write_url: Option<String>,
 
     /// Label available to templates as `$externalLabels` (NAME=VALUE, repeatable).
     #[arg(long = "external-label", env = "KUBESIGNAL_EXTERNAL_LABEL", value_parser = super::parse_key_value, value_delimiter = ',')]
@@ -134,6 +142,10 @@ pub async fn replay(
     );
     let step =
         chrono::Duration::from_std(args.step).map_err(|e| ReplayError::Range(e.to_string()))?;
+    let writer = args
+        .remote_write_url
+        .as_ref()
+        .map(|url| RemoteWriter::new(url, args.datasource.datasource_timeout));
     let mut failures = 0;
     let mut ts = args.from;
     while ts <= args.to {
@@ -145,6 +157,7 @@ pub async fn replay(
                 resend_delay: Duration::ZERO,
                 outage_tolerance: Duration::ZERO,
                 for_grace_period: Duration::ZERO,
+                record_sink: writer.as_ref().map(|w| w as &dyn RecordSink),
             };
             let outcome = group.evaluate(ts, &ctx).await;
             failures += outcome.failed;

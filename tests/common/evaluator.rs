@@ -217,6 +217,21 @@ impl Prometheus {
 
     /// Loads OpenMetrics text into blocks with promtool, then starts Prometheus on them.
     pub fn with_openmetrics(dir: &Path, openmetrics: &str) -> Prometheus {
+        Prometheus::with_openmetrics_config(
+            dir,
+            openmetrics,
+            "global: {}\nscrape_configs: []\n",
+            &[],
+        )
+    }
+
+    /// [`Prometheus::with_openmetrics`] with a config file and extra flags.
+    pub fn with_openmetrics_config(
+        dir: &Path,
+        openmetrics: &str,
+        config: &str,
+        extra: &[&str],
+    ) -> Prometheus {
         let promtool = require("promtool", "prometheus");
         let input = dir.join("data.om");
         std::fs::write(&input, openmetrics).unwrap();
@@ -234,7 +249,7 @@ impl Prometheus {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        Prometheus::start(dir, &data, "global: {}\nscrape_configs: []\n", None)
+        Prometheus::start_with(dir, &data, config, None, extra)
     }
 }
 
