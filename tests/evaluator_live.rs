@@ -398,7 +398,8 @@ fn recording_results_and_alerts_are_remote_written_and_marked_stale_when_they_st
     std::fs::write(
         dir.join("rules.yaml"),
         rules("0s")
-            + "      - record: job:test_value:max\n        expr: max by (job) (test_value)\n",
+            + "      - record: job:test_value:max\n        expr: max by (job) (test_value)\n"
+            + "      - alert: RecordedHigh\n        expr: job:test_value:max > 5\n",
     )
     .unwrap();
     let target = Target::start(10.0);
@@ -445,6 +446,12 @@ fn recording_results_and_alerts_are_remote_written_and_marked_stale_when_they_st
             .next()
     });
     assert_eq!(recorded["value"][1], "10");
+    // A rule reading the recorded series sees it (written back inline, as each rule runs).
+    wait_for("the chained alert", Duration::from_secs(10), || {
+        evaluator_alerts(&url)
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "RecordedHigh" && a["state"] == "firing")
+    });
 
     // Resolution: ALERTS ends with a stale marker, so it vanishes at once rather than after
     // the 5m lookback.

@@ -258,6 +258,9 @@ struct Deps {
     external_url: String,
     external_labels: Labels,
     remote_write: Option<mpsc::Sender<Vec<remote_write::Point>>>,
+    /// Writes recording results back as each rule runs, so later rules in the group see them
+    /// in the same cycle, as in Prometheus.
+    record_sink: Option<remote_write::RemoteWriter>,
 }
 
 /// Runs one group on its schedule until told to stop; returns the group with its state.
@@ -285,7 +288,10 @@ async fn run_group(mut group: Group, deps: Arc<Deps>, mut stop: watch::Receiver<
             resend_delay: deps.resend_delay,
             outage_tolerance: deps.outage_tolerance,
             for_grace_period: deps.for_grace_period,
-            record_sink: None,
+            record_sink: deps
+                .record_sink
+                .as_ref()
+                .map(|w| w as &dyn group::RecordSink),
         };
         let outcome = group.evaluate(ts, &ctx).await;
         if let Some(store) = &deps.store
@@ -296,7 +302,8 @@ async fn run_group(mut group: Group, deps: Arc<Deps>, mut stop: watch::Receiver<
         deps.shared.publish(&group);
         if let Some(rw) = &deps.remote_write {
             let query_ts = ts - chrono::Duration::from_std(group.query_offset).unwrap_or_default();
-            let points = stale.points(&group, query_ts);
+            // Recorded series went out inline (record_sink); ALERTS go here.
+            let points = stale.points(&group, query_ts, false);
             if !points.is_empty() && rw.try_send(points).is_err() {
                 tracing::warn!(group = %group.name, "remote-write queue full; samples dropped");
             }
@@ -415,6 +422,10 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
         external_url: args.external_url.clone(),
         external_labels,
         remote_write: remote_write_tx,
+        record_sink: args
+            .remote_write_url
+            .as_ref()
+            .map(|url| remote_write::RemoteWriter::new(url, args.remote_write_timeout)),
     });
     let notifier = tokio::spawn(notifier::run_notifier(
         notify_rx,

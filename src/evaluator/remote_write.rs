@@ -32,16 +32,21 @@ pub struct Point {
     pub ts: i64,
 }
 
-/// Series a group produced at one evaluation: recorded series, `ALERTS`, `ALERTS_FOR_STATE`.
-/// Rules whose evaluation failed write nothing (and get no stale markers), as in Prometheus.
-pub fn group_series(group: &Group) -> Vec<Sample> {
+/// Series a group produced at one evaluation: `ALERTS`, `ALERTS_FOR_STATE` and, unless they
+/// were already written inline (`recorded: false`), recorded series. Rules whose evaluation
+/// failed write nothing (and get no stale markers), as in Prometheus.
+pub fn group_series(group: &Group, recorded: bool) -> Vec<Sample> {
     let mut out = Vec::new();
     for entry in &group.rules {
         if entry.status.health == Health::Err {
             continue;
         }
         match &entry.kind {
-            RuleKind::Recording(r) => out.extend(r.last_result.iter().cloned()),
+            RuleKind::Recording(r) => {
+                if recorded {
+                    out.extend(r.last_result.iter().cloned());
+                }
+            }
             RuleKind::Alerting(r) => {
                 for a in r.active_alerts() {
                     let mut labels = a.labels.clone();
@@ -85,9 +90,9 @@ pub struct StaleTracker {
 impl StaleTracker {
     /// Points for this evaluation: the current series plus a stale marker for each series of
     /// the previous evaluation that is gone.
-    pub fn points(&mut self, group: &Group, ts: DateTime<Utc>) -> Vec<Point> {
+    pub fn points(&mut self, group: &Group, ts: DateTime<Utc>, recorded: bool) -> Vec<Point> {
         let group_key = group.key();
-        let series = group_series(group);
+        let series = group_series(group, recorded);
         let ms = ts.timestamp_millis();
         let mut current: BTreeSet<Labels> = series.iter().map(|s| s.labels.clone()).collect();
         let mut points: Vec<Point> = series
@@ -334,17 +339,17 @@ mod tests {
         let mut t = StaleTracker::default();
         set(&mut g, 0, vec![s("a")], Health::Ok);
         set(&mut g, 1, vec![s("b")], Health::Ok);
-        assert_eq!(t.points(&g, ts).len(), 2);
+        assert_eq!(t.points(&g, ts, true).len(), 2);
         // `b` failed: nothing written for it, and no stale marker either.
         set(&mut g, 1, vec![s("b")], Health::Err);
-        let points = t.points(&g, ts);
+        let points = t.points(&g, ts, true);
         assert_eq!(points.len(), 1);
         assert_eq!(points[0].labels["__name__"], "a");
         // `a` now returns nothing: one stale marker.
         set(&mut g, 0, vec![], Health::Ok);
-        let points = t.points(&g, ts);
+        let points = t.points(&g, ts, true);
         assert_eq!(points.len(), 1);
         assert_eq!(points[0].value.to_bits(), STALE_NAN);
-        assert!(t.points(&g, ts).is_empty());
+        assert!(t.points(&g, ts, true).is_empty());
     }
 }
