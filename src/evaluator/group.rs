@@ -744,7 +744,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_with_both_alert_and_record_is_rejected_naming_group_and_rule() {
+    fn a_rule_with_both_alert_and_record_is_rejected_naming_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.yaml");
         std::fs::write(

@@ -371,6 +371,13 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     };
     let mut groups = load_groups(&args.rules, args.evaluation_interval)?;
     if let Some(store) = &store {
+        let removed = store.retain_only(&groups)?;
+        if removed > 0 {
+            tracing::info!(
+                rules = removed,
+                "dropped saved state of rules no longer configured"
+            );
+        }
         for g in &mut groups {
             let n = store.load_into(g)?;
             if n > 0 {

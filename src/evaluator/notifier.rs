@@ -173,8 +173,80 @@ pub async fn run_notifier(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
     use crate::evaluator::alert::AlertState;
+
+    /// Records batch sizes; fails every batch when asked to.
+    struct Recording {
+        batches: Mutex<Vec<usize>>,
+        fail: bool,
+    }
+
+    impl AlertSink for Recording {
+        fn name(&self) -> &str {
+            if self.fail { "down" } else { "up" }
+        }
+        fn send<'a>(&'a self, alerts: &'a [OutAlert]) -> BoxFuture<'a, Result<(), NotifyError>> {
+            self.batches.lock().unwrap().push(alerts.len());
+            let fail = self.fail;
+            Box::pin(async move {
+                if fail {
+                    Err(NotifyError::Send {
+                        url: "down".into(),
+                        count: alerts.len(),
+                        message: "refused".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    fn out(i: usize) -> OutAlert {
+        OutAlert {
+            labels: Labels::from([("alertname".into(), format!("A{i}"))]),
+            annotations: Labels::new(),
+            starts_at: String::new(),
+            ends_at: String::new(),
+            generator_url: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_alerts_go_to_every_sink_in_batches_of_at_most_256_and_failures_are_counted() {
+        let (tx, rx) = mpsc::channel(16);
+        let up = Arc::new(Recording {
+            batches: Mutex::default(),
+            fail: false,
+        });
+        let down = Arc::new(Recording {
+            batches: Mutex::default(),
+            fail: true,
+        });
+        let metrics = Arc::new(Metrics::new());
+        tx.send((0..300).map(out).collect()).await.unwrap();
+        tx.send((0..300).map(out).collect()).await.unwrap();
+        drop(tx);
+        run_notifier(rx, vec![up.clone(), down.clone()], metrics.clone()).await;
+        let sizes = up.batches.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 600);
+        assert!(sizes.iter().all(|n| *n <= MAX_BATCH), "{sizes:?}");
+        assert_eq!(*down.batches.lock().unwrap(), sizes);
+        let text = metrics.encode(&[]);
+        assert!(
+            text.contains(r#"kubesignal_evaluator_notifications_sent_total{destination="up"} 600"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"kubesignal_evaluator_notifications_failed_total{destination="down"} 600"#
+            ),
+            "{text}"
+        );
+    }
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()

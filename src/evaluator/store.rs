@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::alert::Alert;
@@ -144,6 +144,29 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Deletes saved state of rules that are not in `groups` (removed from the rule files), so
+    /// a rule added back later starts afresh instead of resurrecting old alerts.
+    pub fn retain_only(&self, groups: &[Group]) -> Result<usize, StoreError> {
+        let keep: std::collections::BTreeSet<String> = groups
+            .iter()
+            .flat_map(|g| g.rules.iter().map(move |r| record_key(g, &r.key)))
+            .collect();
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let removed;
+        {
+            let mut table = txn.open_table(RULES).map_err(|e| self.err(e))?;
+            let before = table.len().map_err(|e| self.err(e))?;
+            table
+                .retain(|k, _| keep.contains(k))
+                .map_err(|e| self.err(e))?;
+            removed = before - table.len().map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(removed as usize)
+    }
+}
+
 fn record_key(group: &Group, rule_key: &str) -> String {
     format!("{}\u{1e}{rule_key}", group.key())
 }
@@ -201,5 +224,14 @@ mod tests {
         assert_eq!(a.state, AlertState::Pending);
         assert_eq!(a.active_at, ts);
         assert!(a.value.is_nan());
+
+        assert_eq!(store.retain_only(std::slice::from_ref(&fresh)).unwrap(), 0);
+        assert_eq!(store.retain_only(&[]).unwrap(), 1);
+        let mut again = load();
+        assert_eq!(
+            store.load_into(&mut again).unwrap(),
+            0,
+            "removed rules are forgotten"
+        );
     }
 }
