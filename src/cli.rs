@@ -39,6 +39,10 @@ pub enum Command {
     Agent(Box<AgentArgs>),
     /// Demo web application with RED metrics, configurable error rate and latency.
     Demo(crate::demo::DemoArgs),
+    /// Rule and SLO evaluator: Prometheus rules against a remote Prometheus-compatible API.
+    Evaluator(Box<crate::evaluator::EvaluatorArgs>),
+    /// Run rules over a past time range and print the alert timeline.
+    Replay(crate::evaluator::replay::ReplayArgs),
     /// Prometheus rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -259,6 +263,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Agent(args) => runtime()?.block_on(crate::agent::run(*args))?,
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args))?,
+        Command::Evaluator(args) => runtime()?.block_on(crate::evaluator::run(*args))?,
+        Command::Replay(args) => runtime()?.block_on(crate::evaluator::run_replay(args))?,
         Command::Rules(RulesCommand::Check(args)) => {
             let report = crate::rules::check::check_files(&args.files);
             print!("{report}");

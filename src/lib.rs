@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod cli;
 pub mod demo;
+pub mod evaluator;
 pub mod exposition;
 pub mod http;
 pub mod notify;
