@@ -77,7 +77,7 @@ fn evaluator_alerts(url: &str) -> Vec<Value> {
 fn sent_total(url: &str) -> f64 {
     let (_, body) = http_get(&format!("{url}/metrics")).unwrap();
     body.lines()
-        .filter(|l| l.starts_with("kubesignal_evaluator_notifications_sent_total"))
+        .filter(|l| l.starts_with("kubesignal_evaluator_alerts_sent_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -28,6 +28,7 @@ fn duration_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     group_duration: Family<LabelSet, Histogram, fn() -> Histogram>,
+    last_duration: Family<LabelSet, Gauge<f64, AtomicU64>>,
     evaluations: Family<LabelSet, Counter>,
     failures: Family<LabelSet, Counter>,
     iterations: Family<LabelSet, Counter>,
@@ -58,11 +59,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers everything.
+    /// Registers everything in a new registry.
     pub fn new() -> Self {
-        let mut registry = Registry::default();
+        Self::with_registry(Registry::default())
+    }
+
+    /// Registers everything in `registry`, which may already hold other components' metrics
+    /// (the notifier's).
+    pub fn with_registry(mut registry: Registry) -> Self {
         let m = Metrics {
             group_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            last_duration: Family::default(),
             evaluations: Family::default(),
             failures: Family::default(),
             iterations: Family::default(),
@@ -84,6 +91,11 @@ impl Metrics {
             "kubesignal_evaluator_rule_group_duration_seconds",
             "Wall time of one evaluation cycle of a rule group",
             m.group_duration.clone(),
+        );
+        registry.register(
+            "kubesignal_evaluator_rule_group_last_duration_seconds",
+            "Seconds the last evaluation of each rule group took (Prometheus's gauge of the same name)",
+            m.last_duration.clone(),
         );
         registry.register(
             "kubesignal_evaluator_rule_evaluations",
@@ -126,17 +138,17 @@ impl Metrics {
             m.recorded.clone(),
         );
         registry.register(
-            "kubesignal_evaluator_notifications_sent",
-            "Alerts delivered to a destination",
+            "kubesignal_evaluator_alerts_sent",
+            "Alerts handed to a destination (an Alertmanager, or owner routing)",
             m.sent.clone(),
         );
         registry.register(
-            "kubesignal_evaluator_notifications_failed",
-            "Alerts whose delivery to a destination failed",
+            "kubesignal_evaluator_alerts_send_failures",
+            "Alerts whose hand-off to a destination failed",
             m.send_failed.clone(),
         );
         registry.register(
-            "kubesignal_evaluator_notifications_dropped",
+            "kubesignal_evaluator_alerts_dropped",
             "Alerts dropped because the notification queue was full",
             m.dropped.clone(),
         );
@@ -169,6 +181,9 @@ impl Metrics {
         self.group_duration
             .get_or_create(&l)
             .observe(group.evaluation_time.as_secs_f64());
+        self.last_duration
+            .get_or_create(&l)
+            .set(group.evaluation_time.as_secs_f64());
         self.evaluations.get_or_create(&l).inc_by(evaluated);
         self.failures.get_or_create(&l).inc_by(failed);
         self.iterations.get_or_create(&l).inc();

@@ -32,7 +32,7 @@ use alert::Labels;
 use datasource::{Datasource, HttpConfig, HttpDatasource};
 use group::{EvalContext, Group, load_groups, missed_ticks, parse_duration, slot_at};
 use metrics::Metrics;
-use notifier::{AlertSink, Alertmanager, OutAlert};
+use notifier::{AlertSink, Alertmanager, OutAlert, OwnerRouting};
 use render::Templater;
 use store::Store;
 
@@ -111,10 +111,16 @@ pub struct EvaluatorArgs {
     #[arg(long, env = "KUBESIGNAL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Owner routing file. Accepted for the notifications component; the evaluator does not
-    /// read it yet and sends to --alertmanager-url only.
+    /// Owner routing file: alerts go to the owners of the affected service by e-mail, Slack,
+    /// webhook or Alertmanager (docs/notifications.md). Needs --state-dir (the outbox lives
+    /// there). Works alongside --alertmanager-url.
     #[arg(long, env = "KUBESIGNAL_ROUTING_FILE")]
     pub routing_file: Option<PathBuf>,
+
+    /// Directory of notification template overrides (email_subject.txt, email.txt, email.html,
+    /// slack.md); the built-in templates otherwise.
+    #[arg(long, env = "KUBESIGNAL_TEMPLATES_DIR")]
+    pub templates_dir: Option<PathBuf>,
 
     /// Alertmanager base URL to send alerts to (repeatable).
     #[arg(long, env = "KUBESIGNAL_ALERTMANAGER_URL", value_delimiter = ',')]
@@ -187,6 +193,12 @@ pub enum EvaluatorError {
     /// Installing a signal handler failed.
     #[error("installing signal handlers: {0}")]
     Signal(std::io::Error),
+    /// Owner routing needs a state directory for its outbox.
+    #[error("--routing-file needs --state-dir: undelivered notifications are kept there")]
+    RoutingNeedsStateDir,
+    /// The notification pipeline could not start.
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
 }
 
 type ReloadReply = oneshot::Sender<Result<(), String>>;
@@ -359,11 +371,30 @@ async fn stop(running: Running) -> Vec<Group> {
 pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    if args.routing_file.is_some() {
-        tracing::warn!(
-            "--routing-file is not used by the evaluator yet; alerts go to --alertmanager-url"
-        );
-    }
+    let mut registry = prometheus_client::registry::Registry::default();
+    let owner_routing = match &args.routing_file {
+        Some(file) => {
+            let state_dir = args
+                .state_dir
+                .as_ref()
+                .ok_or(EvaluatorError::RoutingNeedsStateDir)?;
+            let mut config = crate::notify::NotifierConfig::new(file, &args.external_url);
+            config.templates_dir = args.templates_dir.clone();
+            let mut querier = crate::notify::context::PrometheusQuerier::new(
+                &args.datasource.datasource_url,
+                reqwest::Client::new(),
+            );
+            if let Some(token) = &args.datasource.datasource_bearer_token_file {
+                querier = querier.with_bearer_token_file(token.clone());
+            }
+            let handle =
+                crate::notify::Notifier::start(config, state_dir, Arc::new(querier), &mut registry)
+                    .await?;
+            tracing::info!(routing_file = %file.display(), "owner routing enabled");
+            Some(handle)
+        }
+        None => None,
+    };
     let datasource: Arc<dyn Datasource> = Arc::new(args.datasource.build()?);
     let store = match &args.state_dir {
         Some(dir) => Some(Store::open(dir)?),
@@ -389,7 +420,7 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadReply>(4);
     let shared = Arc::new(Shared {
         groups: RwLock::new(Vec::new()),
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::new(Metrics::with_registry(registry)),
         ready: false.into(),
         reload_tx,
         reload_error: Mutex::new(None),
@@ -397,11 +428,14 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     shared.metrics.reloaded(true);
 
     let (notify_tx, notify_rx) = mpsc::channel(1024);
-    let sinks: Vec<Arc<dyn AlertSink>> = args
+    let mut sinks: Vec<Arc<dyn AlertSink>> = args
         .alertmanager_url
         .iter()
         .map(|u| Arc::new(Alertmanager::new(u, args.alertmanager_timeout)) as Arc<dyn AlertSink>)
         .collect();
+    if let Some(handle) = &owner_routing {
+        sinks.push(Arc::new(OwnerRouting::new(handle.notifier())));
+    }
     let external_labels: Labels = args.external_labels.iter().cloned().collect();
     let remote_write_task = args.remote_write_url.as_ref().map(|url| {
         let (tx, rx) = mpsc::channel(256);
@@ -472,6 +506,11 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
+        if let Some(handle) = &owner_routing
+            && let Err(e) = handle.reload()
+        {
+            tracing::error!(error = %e, "routing reload rejected; the previous routing stays");
+        }
         let result = match load_groups(&args.rules, args.evaluation_interval) {
             Err(e) => {
                 let msg = e.to_string();
@@ -518,6 +557,9 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     drop(deps);
     // Let queued notifications go out, but do not hang on a dead Alertmanager.
     let _ = tokio::time::timeout(Duration::from_secs(10), notifier).await;
+    if let Some(handle) = owner_routing {
+        handle.shutdown().await;
+    }
     if let Some(task) = remote_write_task {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }

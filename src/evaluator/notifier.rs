@@ -1,6 +1,7 @@
 //! Sending alerts: Prometheus's Alertmanager v2 payload (`POST /api/v2/alerts`, a JSON array
 //! of labels, annotations, startsAt, endsAt, generatorURL), batched, to every configured
-//! Alertmanager. Destinations sit behind [`AlertSink`] so owner routing can plug in later.
+//! Alertmanager. Destinations sit behind [`AlertSink`]: Alertmanagers, and owner routing
+//! ([`OwnerRouting`], `--routing-file`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,13 @@ pub struct OutAlert {
     /// Link back to the expression.
     #[serde(rename = "generatorURL")]
     pub generator_url: String,
+    /// The expression's value at the last evaluation (for owner routing's context; not part of
+    /// Alertmanager's payload).
+    #[serde(skip)]
+    pub value: f64,
+    /// The rule's expression (for owner routing's chart; not part of Alertmanager's payload).
+    #[serde(skip)]
+    pub expr: String,
 }
 
 impl OutAlert {
@@ -55,6 +63,8 @@ impl OutAlert {
             starts_at: fmt(starts),
             ends_at: fmt(ends),
             generator_url: generator_url(external_url, expr),
+            value: alert.value,
+            expr: expr.to_string(),
         }
     }
 }
@@ -171,6 +181,53 @@ pub async fn run_notifier(
     }
 }
 
+/// Owner routing (`--routing-file`) as a destination: alerts go to the notification pipeline,
+/// which groups them and delivers to the owners of each service.
+pub struct OwnerRouting {
+    notifier: Arc<crate::notify::Notifier>,
+}
+
+impl OwnerRouting {
+    /// A sink handing alerts to `notifier`.
+    pub fn new(notifier: Arc<crate::notify::Notifier>) -> Self {
+        OwnerRouting { notifier }
+    }
+}
+
+impl AlertSink for OwnerRouting {
+    fn name(&self) -> &str {
+        "owner-routing"
+    }
+
+    fn send<'a>(&'a self, alerts: &'a [OutAlert]) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(async move {
+            let parse = |t: &str| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| NotifyError::Send {
+                        url: "owner-routing".into(),
+                        count: alerts.len(),
+                        message: format!("bad timestamp {t:?}: {e}"),
+                    })
+            };
+            let mut batch = Vec::with_capacity(alerts.len());
+            for a in alerts {
+                batch.push(crate::notify::Alert {
+                    labels: a.labels.clone(),
+                    annotations: a.annotations.clone(),
+                    starts_at: parse(&a.starts_at)?,
+                    ends_at: Some(parse(&a.ends_at)?),
+                    generator_url: a.generator_url.clone(),
+                    value: Some(a.value),
+                    expr: Some(a.expr.clone()),
+                });
+            }
+            self.notifier.submit(batch).await;
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -212,6 +269,8 @@ mod tests {
             starts_at: String::new(),
             ends_at: String::new(),
             generator_url: String::new(),
+            value: i as f64,
+            expr: "up == 0".into(),
         }
     }
 
@@ -237,12 +296,12 @@ mod tests {
         assert_eq!(*down.batches.lock().unwrap(), sizes);
         let text = metrics.encode(&[]);
         assert!(
-            text.contains(r#"kubesignal_evaluator_notifications_sent_total{destination="up"} 600"#),
+            text.contains(r#"kubesignal_evaluator_alerts_sent_total{destination="up"} 600"#),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"kubesignal_evaluator_notifications_failed_total{destination="down"} 600"#
+                r#"kubesignal_evaluator_alerts_send_failures_total{destination="down"} 600"#
             ),
             "{text}"
         );
