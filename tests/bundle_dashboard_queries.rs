@@ -11,15 +11,12 @@
 #[path = "common/bundle.rs"]
 mod bundle;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bundle::{ALLOWED_METRICS, describe, files_with_ext, require_program, run};
-use regex::Regex;
-use serde_json::Value;
+use bundle::{ALLOWED_METRICS, api, describe, require_program, run};
 
 const STEP: i64 = 15;
 const SPAN: i64 = 3 * 3600;
@@ -488,29 +485,6 @@ async fn start_prometheus(dir: &Path, start: i64) -> Prom {
     panic!("prometheus on {} did not become ready in 30 s", prom.base);
 }
 
-async fn api(client: &reqwest::Client, url: &str, params: &[(&str, String)]) -> Value {
-    let resp = client.get(url).query(params).send().await.unwrap();
-    let body: Value = resp.json().await.unwrap();
-    body
-}
-
-fn substitute(expr: &str, values: &BTreeMap<String, String>) -> String {
-    let re = Regex::new(r"\$\{(\w+)(?::[^}]*)?\}|\$(\w+)").unwrap();
-    re.replace_all(expr, |c: &regex::Captures| {
-        let name = c.get(1).or_else(|| c.get(2)).unwrap().as_str();
-        match name {
-            "__rate_interval" => "1m".to_string(),
-            "__interval" => "15s".to_string(),
-            "__range" => "1h".to_string(),
-            _ => values
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| c[0].to_string()),
-        }
-    })
-    .into_owned()
-}
-
 #[tokio::test]
 async fn every_dashboard_query_returns_data_from_contract_shaped_series() {
     let now = SystemTime::now()
@@ -524,7 +498,6 @@ async fn every_dashboard_query_returns_data_from_contract_shaped_series() {
     let prom = start_prometheus(dir.path(), start).await;
     let client = reqwest::Client::new();
     let at = end.to_string();
-    let label_values = Regex::new(r"^label_values\((.*),\s*(\w+)\)$").unwrap();
 
     // Sanity: every allowed series is in the data, so an empty panel means a wrong query.
     for (name, _) in ALLOWED_METRICS {
@@ -544,73 +517,8 @@ async fn every_dashboard_query_returns_data_from_contract_shaped_series() {
         );
     }
 
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for file in files_with_ext("dashboards", &[".json"]) {
-        let dash: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        let fname = file.file_name().unwrap().to_string_lossy().into_owned();
-        let mut values = BTreeMap::new();
-        values.insert("datasource".to_string(), "prometheus".to_string());
-        for v in dash["templating"]["list"].as_array().unwrap() {
-            if v["type"] != "query" {
-                continue;
-            }
-            let name = v["name"].as_str().unwrap().to_string();
-            let def = v["definition"].as_str().unwrap();
-            let c = label_values.captures(def).unwrap();
-            let selector = substitute(&c[1], &values);
-            let r = api(
-                &client,
-                &format!("{}/api/v1/label/{}/values", prom.base, &c[2]),
-                &[
-                    ("match[]", selector.clone()),
-                    ("start", start.to_string()),
-                    ("end", at.clone()),
-                ],
-            )
-            .await;
-            let first = r["data"]
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(|x| x.as_str())
-                .map(String::from);
-            match first {
-                Some(val) => {
-                    values.insert(name, val);
-                }
-                None if v["includeAll"] == true => {
-                    values.insert(name, ".*".to_string());
-                }
-                None => failures.push(format!(
-                    "{fname}: variable {name} has no values for {selector}"
-                )),
-            }
-        }
-        for p in dash["panels"].as_array().unwrap() {
-            for t in p["targets"].as_array().unwrap() {
-                let expr = substitute(t["expr"].as_str().unwrap(), &values);
-                let r = api(
-                    &client,
-                    &format!("{}/api/v1/query", prom.base),
-                    &[("query", expr.clone()), ("time", at.clone())],
-                )
-                .await;
-                checked += 1;
-                let ok = r["status"] == "success"
-                    && match &r["data"]["result"] {
-                        Value::Array(a) => !a.is_empty(),
-                        Value::Null => false,
-                        _ => true,
-                    };
-                if !ok {
-                    failures.push(format!(
-                        "{fname}: panel {:?} target {}: no data from {expr}\n  {r}",
-                        p["title"], t["refId"]
-                    ));
-                }
-            }
-        }
-    }
+    let (checked, failures) =
+        bundle::query_every_panel(&client, &prom.base, start, end, "1m", &[]).await;
     assert!(checked > 50, "only {checked} queries checked");
     assert!(
         failures.is_empty(),

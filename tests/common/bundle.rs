@@ -6,7 +6,11 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde_json::Value;
 use std::process::{Command, Output};
 
 /// Where an allowed series comes from.
@@ -383,4 +387,119 @@ pub fn raw_counter_reads(expr: &promql_parser::parser::Expr) -> Vec<String> {
     }
     walk(expr, false, &mut out);
     out
+}
+
+/// Queries every target of every dashboard at `end`, filling variables as Grafana does: each
+/// `label_values()` query is asked of Prometheus, in order, and its first value is used.
+/// Returns how many queries ran and which returned no data.
+/// A variable whose name is in `prefer` takes that value instead when Prometheus offers it (a
+/// user picks a workload that has limits to look at its limit panels).
+pub async fn query_every_panel(
+    client: &reqwest::Client,
+    base: &str,
+    start: i64,
+    end: i64,
+    rate_interval: &str,
+    prefer: &[(&str, &str)],
+) -> (usize, Vec<String>) {
+    let label_values = Regex::new(r"^label_values\((.*),\s*(\w+)\)$").unwrap();
+    let at = end.to_string();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for file in files_with_ext("dashboards", &[".json"]) {
+        let dash: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let fname = file.file_name().unwrap().to_string_lossy().into_owned();
+        let mut values = BTreeMap::new();
+        values.insert("datasource".to_string(), "prometheus".to_string());
+        for v in dash["templating"]["list"].as_array().unwrap() {
+            if v["type"] != "query" {
+                continue;
+            }
+            let name = v["name"].as_str().unwrap().to_string();
+            let def = v["definition"].as_str().unwrap();
+            let c = label_values.captures(def).unwrap();
+            let selector = substitute(&c[1], &values, rate_interval);
+            let r = api(
+                &client,
+                &format!("{}/api/v1/label/{}/values", base, &c[2]),
+                &[
+                    ("match[]", selector.clone()),
+                    ("start", start.to_string()),
+                    ("end", at.clone()),
+                ],
+            )
+            .await;
+            let offered: Vec<&str> = r["data"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            let preferred = prefer
+                .iter()
+                .find(|(var, value)| *var == name && offered.contains(value))
+                .map(|(_, value)| *value);
+            let first = preferred.or(offered.first().copied()).map(String::from);
+            match first {
+                Some(val) => {
+                    values.insert(name, val);
+                }
+                None if v["includeAll"] == true => {
+                    values.insert(name, ".*".to_string());
+                }
+                None => failures.push(format!(
+                    "{fname}: variable {name} has no values for {selector}"
+                )),
+            }
+        }
+        for p in dash["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                let expr = substitute(t["expr"].as_str().unwrap(), &values, rate_interval);
+                let r = api(
+                    &client,
+                    &format!("{}/api/v1/query", base),
+                    &[("query", expr.clone()), ("time", at.clone())],
+                )
+                .await;
+                checked += 1;
+                let ok = r["status"] == "success"
+                    && match &r["data"]["result"] {
+                        Value::Array(a) => !a.is_empty(),
+                        Value::Null => false,
+                        _ => true,
+                    };
+                if !ok {
+                    failures.push(format!(
+                        "{fname}: panel {:?} target {}: no data from {expr}\n  {r}",
+                        p["title"], t["refId"]
+                    ));
+                }
+            }
+        }
+    }
+    (checked, failures)
+}
+
+/// GETs a Prometheus API endpoint, returning its JSON.
+pub async fn api(client: &reqwest::Client, url: &str, params: &[(&str, String)]) -> Value {
+    let resp = client.get(url).query(params).send().await.unwrap();
+    let body: Value = resp.json().await.unwrap();
+    body
+}
+
+/// Replaces Grafana variables the way Grafana would: `$__rate_interval` by `rate_interval`,
+/// dashboard variables by `values`.
+pub fn substitute(expr: &str, values: &BTreeMap<String, String>, rate_interval: &str) -> String {
+    let re = Regex::new(r"\$\{(\w+)(?::[^}]*)?\}|\$(\w+)").unwrap();
+    re.replace_all(expr, |c: &regex::Captures| {
+        let name = c.get(1).or_else(|| c.get(2)).unwrap().as_str();
+        match name {
+            "__rate_interval" => rate_interval.to_string(),
+            "__interval" => "15s".to_string(),
+            "__range" => "1h".to_string(),
+            _ => values
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| c[0].to_string()),
+        }
+    })
+    .into_owned()
 }

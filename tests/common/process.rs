@@ -155,11 +155,15 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus with `config` (YAML text) and waits until it is ready.
     pub async fn start(config: &str) -> Prometheus {
+        Self::start_on(config, free_port()).await
+    }
+
+    /// [`Prometheus::start`] on a given port of 127.0.0.1.
+    pub async fn start_on(config: &str, port: u16) -> Prometheus {
         let bin = require_program("prometheus", "prometheus");
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
-        let port = free_port();
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
