@@ -420,7 +420,7 @@ pub async fn query_every_panel(
             let c = label_values.captures(def).unwrap();
             let selector = substitute(&c[1], &values, rate_interval);
             let r = api(
-                &client,
+                client,
                 &format!("{}/api/v1/label/{}/values", base, &c[2]),
                 &[
                     ("match[]", selector.clone()),
@@ -454,7 +454,7 @@ pub async fn query_every_panel(
             for t in p["targets"].as_array().unwrap() {
                 let expr = substitute(t["expr"].as_str().unwrap(), &values, rate_interval);
                 let r = api(
-                    &client,
+                    client,
                     &format!("{}/api/v1/query", base),
                     &[("query", expr.clone()), ("time", at.clone())],
                 )
