@@ -357,3 +357,32 @@ fn the_dockerfile_builds_in_stages_into_a_non_root_distroless_image() {
         ".dockerignore must keep target/ out of the context"
     );
 }
+
+#[test]
+fn the_bundled_routing_files_load_as_the_evaluator_reads_them() {
+    for file in ["deploy/routing.yaml", "manifests/base/routing.yaml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let routing = kubesignal::notify::routing::Routing::load(&path)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let debug = format!("{routing:?}");
+        assert!(debug.contains("triage"), "{file}: {debug}");
+    }
+}
+
+#[test]
+fn the_bundled_agent_config_places_the_demo_where_its_slo_looks() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/agent.yaml");
+    let config = kubesignal::agent::red::config::RedConfig::from_file(&path).unwrap();
+    let slo = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("slos/demo.yaml"),
+    )
+    .unwrap();
+    assert!(
+        config
+            .static_targets
+            .iter()
+            .any(|t| t.namespace.as_deref() == Some("demo") && t.workload.as_deref() == Some("demo")),
+        "{config:?}"
+    );
+    assert!(slo.contains("namespace: demo") && slo.contains("workload: demo"), "{slo}");
+}
