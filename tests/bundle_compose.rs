@@ -378,11 +378,13 @@ fn the_bundled_agent_config_places_the_demo_where_its_slo_looks() {
     )
     .unwrap();
     assert!(
-        config
-            .static_targets
-            .iter()
-            .any(|t| t.namespace.as_deref() == Some("demo") && t.workload.as_deref() == Some("demo")),
+        config.static_targets.iter().any(
+            |t| t.namespace.as_deref() == Some("demo") && t.workload.as_deref() == Some("demo")
+        ),
         "{config:?}"
     );
-    assert!(slo.contains("namespace: demo") && slo.contains("workload: demo"), "{slo}");
+    assert!(
+        slo.contains("namespace: demo") && slo.contains("workload: demo"),
+        "{slo}"
+    );
 }
