@@ -231,3 +231,30 @@ fn the_slo_rule_file_slot_for_the_demo_exists_and_is_a_rule_file() {
         path.display()
     );
 }
+
+#[test]
+fn kubesignal_rules_check_accepts_every_bundled_rule_file() {
+    let files: Vec<std::path::PathBuf> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/alerts"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+    assert!(files.len() >= 3, "{files:?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubesignal"))
+        .args(["rules", "check"])
+        .args(&files)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(", 0 errors,"), "{text}");
+    // The one non-standard window is predict_linear's 6h lookback, a trend estimate rather
+    // than an alerting period.
+    for warning in text.lines().filter(|l| l.contains(": warning: ")) {
+        assert!(
+            warning.contains("[6h]") && warning.contains("FilesystemFillingUp"),
+            "{warning}"
+        );
+    }
+}
