@@ -133,6 +133,23 @@ pub struct Container {
     pub resources: Option<ResourceRequirements>,
     /// `Always` on an init container makes it a sidecar that runs alongside the app.
     pub restart_policy: Option<String>,
+    /// Declared ports (where a scrape target without a `prometheus.io/port` annotation is).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ports: Vec<ContainerPort>,
+}
+
+/// A port a container declares.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    /// Port name (`http-metrics`, `https`, ...).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The port number in the pod's network namespace.
+    pub container_port: u16,
+    /// `TCP` (the default), `UDP` or `SCTP`.
+    #[serde(default)]
+    pub protocol: Option<String>,
 }
 
 impl Container {

@@ -81,13 +81,21 @@ pub fn pod_target(pod: &Pod) -> Option<Target> {
         return None;
     }
     let ip = pod.status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
-    let Some(port) = annotation(PORT_ANNOTATION) else {
-        tracing::debug!(namespace = %meta.namespace, pod = %meta.name, "scrape annotation without {PORT_ANNOTATION}; skipped");
-        return None;
-    };
-    let Some(port) = port.parse::<u16>().ok().filter(|p| *p > 0) else {
-        tracing::warn!(namespace = %meta.namespace, pod = %meta.name, port, "{PORT_ANNOTATION} is not a port number; skipped");
-        return None;
+    let port = match annotation(PORT_ANNOTATION) {
+        Some(port) => {
+            let Some(port) = port.parse::<u16>().ok().filter(|p| *p > 0) else {
+                tracing::warn!(namespace = %meta.namespace, pod = %meta.name, port, "{PORT_ANNOTATION} is not a port number; skipped");
+                return None;
+            };
+            port
+        }
+        None => {
+            let Some(port) = declared_metrics_port(pod) else {
+                tracing::debug!(namespace = %meta.namespace, pod = %meta.name, "scrape annotation without {PORT_ANNOTATION} and no single declared TCP port; skipped");
+                return None;
+            };
+            port
+        }
     };
     let scheme = match annotation(SCHEME_ANNOTATION) {
         None | Some("") | Some("http") => "http",
@@ -117,6 +125,30 @@ pub fn pod_target(pod: &Pod) -> Option<Target> {
         },
         pod: meta.name.clone(),
     })
+}
+
+/// The port to scrape when the pod does not say: its only declared TCP port, or else the one
+/// declared port whose name mentions metrics. Several candidates are ambiguous: none is chosen.
+fn declared_metrics_port(pod: &Pod) -> Option<u16> {
+    let tcp: Vec<_> = pod
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
+        .filter(|p| p.container_port > 0)
+        .collect();
+    if let [only] = tcp.as_slice() {
+        return Some(only.container_port);
+    }
+    let named: Vec<_> = tcp
+        .iter()
+        .filter(|p| p.name.as_deref().is_some_and(|n| n.contains("metrics")))
+        .collect();
+    match named.as_slice() {
+        [only] => Some(only.container_port),
+        _ => None,
+    }
 }
 
 /// Targets for `--static-target` URLs and the config's `static_targets` entries (each URL
@@ -212,6 +244,10 @@ mod tests {
         };
         annotate(&mut pods.items[running[0]], Some("8080"));
         annotate(&mut pods.items[running[1]], None);
+        // No port annotation and no declared port: nothing to scrape.
+        for c in &mut pods.items[running[1]].spec.containers {
+            c.ports.clear();
+        }
         annotate(&mut pods.items[running[2]], Some("http"));
         if let Some(i) = not_running {
             annotate(&mut pods.items[i], Some("8080"));
@@ -228,6 +264,50 @@ mod tests {
         );
         assert_eq!(targets[0].pod, p.metadata.name);
         assert_eq!(targets[0].workload.namespace, p.metadata.namespace);
+    }
+
+    #[test]
+    fn without_a_port_annotation_the_single_declared_port_or_the_metrics_port_is_used() {
+        use crate::agent::kubelet::pods::ContainerPort;
+        let mut pods = fixture_pods();
+        // metrics-server declares one port, `https` 4443, in the captured pod list.
+        let p = pods
+            .items
+            .iter_mut()
+            .find(|p| p.metadata.name.starts_with("metrics-server-"))
+            .unwrap();
+        p.metadata
+            .annotations
+            .insert(SCRAPE_ANNOTATION.into(), "true".into());
+        let ip = p.status.pod_ip.clone().unwrap();
+        assert_eq!(
+            pod_target(p).unwrap().url,
+            format!("http://{ip}:4443/metrics")
+        );
+
+        let port = |name: &str, number: u16| ContainerPort {
+            name: Some(name.into()),
+            container_port: number,
+            protocol: None,
+        };
+        p.spec.containers[0].ports = vec![port("http", 8080), port("http-metrics", 9102)];
+        assert_eq!(
+            pod_target(p).unwrap().url,
+            format!("http://{ip}:9102/metrics")
+        );
+        p.spec.containers[0].ports = vec![port("http", 8080), port("grpc", 9090)];
+        assert!(
+            pod_target(p).is_none(),
+            "two unnamed candidates are ambiguous"
+        );
+        p.metadata
+            .annotations
+            .insert(PORT_ANNOTATION.into(), "9090".into());
+        assert_eq!(
+            pod_target(p).unwrap().url,
+            format!("http://{ip}:9090/metrics"),
+            "the annotation wins"
+        );
     }
 
     #[test]
