@@ -95,7 +95,9 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-async fn setup() -> Setup {
+/// Starts the fake API server and a notifier watching it; `echoed_token` gives the notifier a
+/// token file ending in a newline instead of a kubelet-style one.
+async fn setup(echoed_token: bool) -> Setup {
     let kube = FakeKube::start(cluster()).await;
     let sink = HttpSink::start(vec![200]).await;
     let dir = tempfile::tempdir().unwrap();
@@ -109,7 +111,11 @@ async fn setup() -> Setup {
     let (notifier, registry) = start_notifier(
         &routing,
         &dir.path().join("state"),
-        Some(kube.config()),
+        Some(if echoed_token {
+            kube.config_with_echoed_token()
+        } else {
+            kube.config()
+        }),
         Arc::new(NoQuerier),
     )
     .await;
@@ -128,7 +134,7 @@ async fn setup() -> Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_come_from_the_workload_then_the_namespace_annotation_and_annotations_add_receivers()
 {
-    let s = setup().await;
+    let s = setup(false).await;
     let now = Utc::now();
     s.notifier
         .submit(vec![
@@ -210,7 +216,8 @@ async fn owners_come_from_the_workload_then_the_namespace_annotation_and_annotat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_annotation_changed_while_running_changes_the_routing_of_the_next_alert() {
-    let s = setup().await;
+    // A token file ending in a newline still authenticates (the fake answers 401 otherwise).
+    let s = setup(true).await;
     assert!(
         wait_until(Duration::from_secs(10), || s.kube.watches() >= 4).await,
         "watches not opened"
@@ -283,5 +290,7 @@ async fn an_annotation_changed_while_running_changes_the_routing_of_the_next_ale
         "no re-list after 410 Gone"
     );
     assert!(s.kube.lists() > lists);
+    // Only metadata crossed the wire: every list and watch asked for PartialObjectMetadata.
+    assert_eq!(s.kube.full_object_requests(), 0);
     s.notifier.shutdown().await;
 }

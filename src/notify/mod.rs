@@ -172,6 +172,9 @@ pub enum NotifyError {
     /// An HTTP client could not be built.
     #[error("building the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The Kubernetes API client could not be set up.
+    #[error(transparent)]
+    Kube(#[from] owners::KubeError),
     /// A notification could not be rendered.
     #[error("rendering a notification for {receiver}: {message}")]
     Render {

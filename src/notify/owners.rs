@@ -5,18 +5,27 @@
 //! (the triage receiver). `kubesignal.io/email` (comma-separated) and `kubesignal.io/slack-channel`
 //! on the workload or the namespace add receivers.
 //!
-//! Annotations come from the Kubernetes API through a small list+watch client (one reflector per
-//! resource kind) that keeps only the `kubesignal.io/*` annotations in memory. We use plain reqwest
-//! rather than kube-rs/k8s-openapi: four read-only resources and three fields do not justify
-//! compiling the full typed API, and the watch protocol is simple (newline-delimited JSON events,
-//! re-list on `410 Gone`).
+//! Annotations come from the Kubernetes API through kube-rs watchers (one per resource kind) that
+//! request only object metadata (`PartialObjectMetadata`) and feed a cache holding just the
+//! `kubesignal.io/*` annotations, the way a kube-runtime reflector feeds its store. The watcher
+//! owns the protocol: paginated lists, resource versions, bookmarks, re-listing on `410 Gone`, and
+//! backoff on errors.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use serde::Deserialize;
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Resource;
+use kube::api::{Api, ObjectMeta, PartialObjectMeta};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -32,7 +41,7 @@ pub const SLACK_ANNOTATION: &str = "kubesignal.io/slack-channel";
 pub struct KubeConfig {
     /// API server base URL, e.g. `https://kubernetes.default.svc`.
     pub api_url: String,
-    /// Bearer token file (re-read on every request: projected tokens rotate).
+    /// Bearer token file (kube-rs re-reads it: projected tokens rotate).
     pub token_file: Option<PathBuf>,
     /// CA bundle (PEM) for the API server's certificate.
     pub ca_file: Option<PathBuf>,
@@ -53,6 +62,62 @@ impl KubeConfig {
             api_url: format!("https://{host}:{port}"),
             token_file: Some(sa.join("token")),
             ca_file: Some(sa.join("ca.crt")),
+        })
+    }
+
+    /// A kube-rs client for this API server: the CA bundle (when given) is the only trust root,
+    /// and the bearer token is read from the token file, which kube-rs re-reads as it rotates.
+    pub fn client(&self) -> Result<kube::Client, KubeError> {
+        let url: http::Uri = self.api_url.parse().map_err(|source| KubeError::Url {
+            url: self.api_url.clone(),
+            source,
+        })?;
+        let mut config = kube::Config::new(url);
+        if let Some(ca) = &self.ca_file {
+            let path = ca.display().to_string();
+            let pem = std::fs::read(ca).map_err(|source| KubeError::CaFile {
+                path: path.clone(),
+                source,
+            })?;
+            let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&pem)
+                .map(|c| c.map(|c| c.to_vec()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| KubeError::CaPem {
+                    path: path.clone(),
+                    detail: Some(e.to_string()),
+                })?;
+            if certs.is_empty() {
+                return Err(KubeError::CaPem { path, detail: None });
+            }
+            config.root_cert = Some(certs);
+            // kube-rs re-reads this file to follow CA rotation.
+            config.root_cert_file = Some(ca.clone());
+        }
+        if let Some(file) = &self.token_file {
+            let path = file
+                .to_str()
+                .ok_or_else(|| KubeError::TokenPath(file.display().to_string()))?;
+            let token = std::fs::read_to_string(file).map_err(|source| KubeError::TokenFile {
+                path: path.to_string(),
+                source,
+            })?;
+            if token.trim() == token {
+                config.auth_info.token_file = Some(path.to_string());
+            } else {
+                // kube-rs sends the file's content verbatim, and a header value cannot end in a
+                // newline; a hand-written file (`echo $TOKEN > file`) is static anyway.
+                tracing::warn!(
+                    file = path,
+                    "the Kubernetes token file ends with whitespace; \
+                    using its trimmed content, later changes to the file are not picked up"
+                );
+                config.auth_info.token =
+                    Some(secrecy::SecretString::from(token.trim().to_string()));
+            }
+        }
+        kube::Client::try_from(config).map_err(|source| KubeError::Client {
+            url: self.api_url.clone(),
+            source,
         })
     }
 }
@@ -106,15 +171,6 @@ impl Kind {
         Kind::StatefulSet,
         Kind::DaemonSet,
     ];
-
-    fn path(self) -> &'static str {
-        match self {
-            Kind::Namespace => "/api/v1/namespaces",
-            Kind::Deployment => "/apis/apps/v1/deployments",
-            Kind::StatefulSet => "/apis/apps/v1/statefulsets",
-            Kind::DaemonSet => "/apis/apps/v1/daemonsets",
-        }
-    }
 
     fn from_label(kind: &str) -> Option<Kind> {
         match kind.to_ascii_lowercase().as_str() {
@@ -234,34 +290,20 @@ impl OwnerResolver {
         let _ = rx.wait_for(|n| *n >= all).await;
     }
 
-    /// Starts one list+watch reflector per kind against the API server.
+    /// Starts one metadata watcher per kind against the API server; they run until aborted.
     pub fn start_watchers(
         self: &Arc<Self>,
         config: KubeConfig,
-    ) -> Result<Vec<JoinHandle<()>>, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_keepalive(Duration::from_secs(30));
-        if let Some(ca) = &config.ca_file {
-            match std::fs::read(ca)
-                .ok()
-                .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok())
-            {
-                Some(cert) => builder = builder.add_root_certificate(cert),
-                None => tracing::warn!(file = %ca.display(), "cannot read the Kubernetes CA file"),
-            }
-        }
-        let client = builder.build()?;
-        Ok(Kind::ALL
-            .iter()
-            .map(|kind| {
-                let me = Arc::clone(self);
-                let client = client.clone();
-                let config = config.clone();
-                let kind = *kind;
-                tokio::spawn(async move { me.reflect(client, config, kind).await })
-            })
-            .collect())
+    ) -> Result<Vec<JoinHandle<()>>, KubeError> {
+        let client = config.client()?;
+        Ok(vec![
+            tokio::spawn(Arc::clone(self).reflect::<Namespace>(client.clone(), Kind::Namespace)),
+            tokio::spawn(Arc::clone(self).reflect::<Deployment>(client.clone(), Kind::Deployment)),
+            tokio::spawn(
+                Arc::clone(self).reflect::<StatefulSet>(client.clone(), Kind::StatefulSet),
+            ),
+            tokio::spawn(Arc::clone(self).reflect::<DaemonSet>(client, Kind::DaemonSet)),
+        ])
     }
 
     fn replace_kind(&self, kind: Kind, items: Vec<(String, String, Owned)>) {
@@ -272,210 +314,115 @@ impl OwnerResolver {
         }
     }
 
-    fn apply(&self, kind: Kind, event: &str, meta: &ObjectMeta) {
+    fn apply(&self, kind: Kind, deleted: bool, meta: &ObjectMeta) {
         let key = (
             kind,
             meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone(),
+            meta.name.clone().unwrap_or_default(),
         );
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        match (event, Owned::from_annotations(&meta.annotations)) {
-            ("DELETED", _) | (_, None) => {
-                cache.remove(&key);
-            }
-            (_, Some(owned)) => {
+        match annotations_of(meta).filter(|_| !deleted) {
+            Some(owned) => {
                 cache.insert(key, owned);
+            }
+            None => {
+                cache.remove(&key);
             }
         }
     }
 
-    async fn reflect(self: Arc<Self>, client: reqwest::Client, config: KubeConfig, kind: Kind) {
+    /// Mirrors one kind into the cache. Like a reflector's store, the listed objects are buffered
+    /// between `Init` and `InitDone` and then swapped in at once, so a re-list (after `410 Gone`)
+    /// also drops objects deleted while the watch was down.
+    async fn reflect<K>(self: Arc<Self>, client: kube::Client, kind: Kind)
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let api: Api<PartialObjectMeta<K>> = Api::all(client);
+        let mut events =
+            std::pin::pin!(watcher::watcher(api, watcher::Config::default()).default_backoff());
+        let mut listed: Vec<(String, String, Owned)> = Vec::new();
         let mut first = true;
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            match list(&client, &config, kind).await {
-                Ok((items, mut rv)) => {
-                    backoff = Duration::from_millis(500);
-                    self.replace_kind(kind, items);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(Event::Init) => listed.clear(),
+                Ok(Event::InitApply(obj)) => {
+                    if let Some(owned) = annotations_of(&obj.metadata) {
+                        listed.push((
+                            obj.metadata.namespace.unwrap_or_default(),
+                            obj.metadata.name.unwrap_or_default(),
+                            owned,
+                        ));
+                    }
+                }
+                Ok(Event::InitDone) => {
+                    self.replace_kind(kind, std::mem::take(&mut listed));
                     if first {
                         first = false;
                         self.synced.send_modify(|n| *n += 1);
                     }
-                    // Watch until the server says our version is too old (410) or errors persist.
-                    let mut failures = 0;
-                    loop {
-                        match self.watch(&client, &config, kind, &mut rv).await {
-                            Ok(WatchEnd::Gone) => break,
-                            Ok(WatchEnd::Closed) => failures = 0,
-                            Err(e) => {
-                                failures += 1;
-                                tracing::warn!(kind = ?kind, error = %e, "Kubernetes watch failed");
-                                if failures >= 3 {
-                                    break;
-                                }
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
-                        }
-                    }
                 }
+                Ok(Event::Apply(obj)) => self.apply(kind, false, &obj.metadata),
+                Ok(Event::Delete(obj)) => self.apply(kind, true, &obj.metadata),
+                // The watcher recovers on the next poll (re-listing when the version expired).
                 Err(e) => {
-                    tracing::warn!(kind = ?kind, error = %e, "Kubernetes list failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    tracing::warn!(kind = ?kind, error = %e, "Kubernetes watch failed; retrying")
                 }
             }
         }
     }
-
-    async fn watch(
-        &self,
-        client: &reqwest::Client,
-        config: &KubeConfig,
-        kind: Kind,
-        rv: &mut String,
-    ) -> Result<WatchEnd, KubeError> {
-        let url = format!(
-            "{}{}?watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={}",
-            config.api_url.trim_end_matches('/'),
-            kind.path(),
-            rv
-        );
-        let mut resp = authorized(client.get(&url), config)?
-            .timeout(Duration::from_secs(330))
-            .send()
-            .await?;
-        if resp.status() == reqwest::StatusCode::GONE {
-            return Ok(WatchEnd::Gone);
-        }
-        if !resp.status().is_success() {
-            return Err(KubeError::Status(resp.status().as_u16(), url_path(&url)));
-        }
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(chunk) = resp.chunk().await? {
-            buf.extend_from_slice(&chunk);
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let event: WatchEvent = serde_json::from_slice(&line)?;
-                match event.kind.as_str() {
-                    "ADDED" | "MODIFIED" | "DELETED" => {
-                        let obj: Object = serde_json::from_value(event.object)?;
-                        self.apply(kind, &event.kind, &obj.metadata);
-                        *rv = obj.metadata.resource_version;
-                    }
-                    "BOOKMARK" => {
-                        let obj: Object = serde_json::from_value(event.object)?;
-                        *rv = obj.metadata.resource_version;
-                    }
-                    "ERROR" => {
-                        let status: StatusObject = serde_json::from_value(event.object)?;
-                        if status.code == 410 {
-                            return Ok(WatchEnd::Gone);
-                        }
-                        return Err(KubeError::Status(status.code, status.message));
-                    }
-                    other => tracing::debug!(event = other, "ignoring unknown watch event"),
-                }
-            }
-        }
-        Ok(WatchEnd::Closed)
-    }
 }
 
-enum WatchEnd {
-    /// The resource version expired: list again.
-    Gone,
-    /// The server ended the watch normally (timeout): watch again from the last version.
-    Closed,
+fn annotations_of(meta: &ObjectMeta) -> Option<Owned> {
+    meta.annotations.as_ref().and_then(Owned::from_annotations)
 }
 
-/// Errors talking to the Kubernetes API.
+/// Errors setting up the Kubernetes API client.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    /// Transport error.
-    #[error("request to the Kubernetes API failed: {0}")]
-    Http(#[from] reqwest::Error),
-    /// Non-success status.
-    #[error("Kubernetes API answered {0} for {1}")]
-    Status(u16, String),
-    /// Body not understood.
-    #[error("unexpected Kubernetes API response: {0}")]
-    Decode(#[from] serde_json::Error),
-    /// Token file unreadable.
-    #[error("reading the Kubernetes token file {0}: {1}")]
-    Token(String, std::io::Error),
-}
-
-fn url_path(url: &str) -> String {
-    reqwest::Url::parse(url).map_or_else(|_| url.to_string(), |u| u.path().to_string())
-}
-
-fn authorized(
-    req: reqwest::RequestBuilder,
-    config: &KubeConfig,
-) -> Result<reqwest::RequestBuilder, KubeError> {
-    Ok(match &config.token_file {
-        Some(file) => {
-            let token = std::fs::read_to_string(file)
-                .map_err(|e| KubeError::Token(file.display().to_string(), e))?;
-            req.bearer_auth(token.trim())
-        }
-        None => req,
-    })
-}
-
-async fn list(
-    client: &reqwest::Client,
-    config: &KubeConfig,
-    kind: Kind,
-) -> Result<(Vec<(String, String, Owned)>, String), KubeError> {
-    let mut items = Vec::new();
-    let mut cont: Option<String> = None;
-    loop {
-        let mut url = format!(
-            "{}{}?limit=500",
-            config.api_url.trim_end_matches('/'),
-            kind.path()
-        );
-        if let Some(c) = &cont {
-            url.push_str("&continue=");
-            url.push_str(&urlencode(c));
-        }
-        let resp = authorized(client.get(&url), config)?
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            return Err(KubeError::Status(resp.status().as_u16(), url_path(&url)));
-        }
-        let page: List = serde_json::from_slice(&resp.bytes().await?)?;
-        for obj in page.items {
-            if let Some(owned) = Owned::from_annotations(&obj.metadata.annotations) {
-                items.push((
-                    obj.metadata.namespace.unwrap_or_default(),
-                    obj.metadata.name,
-                    owned,
-                ));
-            }
-        }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(c) => cont = Some(c),
-            None => return Ok((items, page.metadata.resource_version)),
-        }
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    /// The API server URL does not parse.
+    #[error("Kubernetes API URL {url:?} is invalid: {source}")]
+    Url {
+        /// The configured URL.
+        url: String,
+        /// Why it is invalid.
+        source: http::uri::InvalidUri,
+    },
+    /// The CA bundle is unreadable.
+    #[error("reading the Kubernetes CA file {path}: {source}")]
+    CaFile {
+        /// The CA file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The CA bundle holds no usable PEM certificate.
+    #[error("the Kubernetes CA file {path} holds no valid PEM certificate{}", .detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    CaPem {
+        /// The CA file.
+        path: String,
+        /// The PEM parser's complaint, if any.
+        detail: Option<String>,
+    },
+    /// The token file is unreadable.
+    #[error("reading the Kubernetes token file {path}: {source}")]
+    TokenFile {
+        /// The token file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The token file path is not UTF-8 (kube-rs takes it as a string).
+    #[error("the Kubernetes token file path {0} is not valid UTF-8")]
+    TokenPath(String),
+    /// kube-rs refused the configuration (e.g. the TLS setup failed).
+    #[error("building the Kubernetes client for {url}: {source}")]
+    Client {
+        /// The API server URL.
+        url: String,
+        /// What went wrong.
+        source: kube::Error,
+    },
 }
 
 /// The alert's workload: `workload` (+ `workload_kind`) as the agent exports them, else the
@@ -499,53 +446,6 @@ fn workload_of(labels: &BTreeMap<String, String>) -> Option<(Option<Kind>, Strin
             .filter(|s| !s.is_empty())
             .map(|v| (Some(*k), v.clone()))
     })
-}
-
-#[derive(Deserialize)]
-struct List {
-    metadata: ListMeta,
-    #[serde(default)]
-    items: Vec<Object>,
-}
-
-#[derive(Deserialize)]
-struct ListMeta {
-    #[serde(rename = "resourceVersion", default)]
-    resource_version: String,
-    #[serde(rename = "continue", default)]
-    continue_: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Object {
-    metadata: ObjectMeta,
-}
-
-#[derive(Deserialize)]
-struct ObjectMeta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-    #[serde(rename = "resourceVersion", default)]
-    resource_version: String,
-}
-
-#[derive(Deserialize)]
-struct WatchEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    object: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct StatusObject {
-    #[serde(default)]
-    code: u16,
-    #[serde(default)]
-    message: String,
 }
 
 #[cfg(test)]
@@ -619,6 +519,43 @@ mod tests {
         assert_eq!(res.owner.as_deref(), Some("shop-team"));
         assert_eq!(res.source, OwnerSource::Namespace);
         assert_eq!(res.slack_channel.as_deref(), Some("shop"));
+    }
+
+    fn config(dir: &std::path::Path) -> KubeConfig {
+        KubeConfig {
+            api_url: "https://127.0.0.1:6443".into(),
+            token_file: Some(dir.join("token")),
+            ca_file: Some(dir.join("ca.crt")),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unusable_ca_file_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "t\n").unwrap();
+        let err = config(dir.path()).client().err().expect("an error");
+        assert!(matches!(err, KubeError::CaFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("ca.crt"), "{err}");
+        std::fs::write(dir.path().join("ca.crt"), "not a certificate\n").unwrap();
+        let err = config(dir.path()).client().err().expect("an error");
+        assert!(matches!(err, KubeError::CaPem { .. }), "{err:?}");
+        assert!(err.to_string().contains("ca.crt"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_token_file_is_an_error_and_a_bad_url_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.ca_file = None;
+        let err = c.client().err().expect("an error");
+        assert!(matches!(err, KubeError::TokenFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("token"), "{err}");
+        c.token_file = None;
+        c.api_url = "https://exa mple:443".into();
+        let err = c.client().err().expect("an error");
+        assert!(err.to_string().contains("exa mple"), "{err}");
+        c.api_url = "https://127.0.0.1:6443".into();
+        assert!(c.client().is_ok());
     }
 
     #[test]

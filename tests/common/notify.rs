@@ -329,15 +329,18 @@ pub const DAEMONSETS: &str = "/apis/apps/v1/daemonsets";
 struct KubeState {
     objects: Mutex<HashMap<&'static str, Vec<Value>>>,
     rv: AtomicU64,
-    events: HashMap<&'static str, broadcast::Sender<String>>,
+    events: HashMap<&'static str, broadcast::Sender<Value>>,
     watches: AtomicUsize,
     lists: AtomicUsize,
+    full_object_requests: AtomicUsize,
     token: String,
 }
 
 /// An HTTP server speaking the Kubernetes API's list and watch (JSON lists with
-/// `metadata.resourceVersion`, `?watch=1` streams of newline-delimited events) for namespaces,
-/// deployments, statefulsets and daemonsets, with bearer-token auth.
+/// `metadata.resourceVersion`, `?watch=true` streams of newline-delimited events) for namespaces,
+/// deployments, statefulsets and daemonsets, with bearer-token auth. Like the API server, it
+/// answers `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1` with
+/// metadata-only objects.
 pub struct FakeKube {
     state: Arc<KubeState>,
     pub url: String,
@@ -358,8 +361,11 @@ impl FakeKube {
     pub async fn start(objects: HashMap<&'static str, Vec<Value>>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let token = "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ.test-token".to_string();
+        // As the kubelet writes a projected token: no trailing newline.
         let token_file = dir.path().join("token");
-        std::fs::write(&token_file, format!("{token}\n")).unwrap();
+        std::fs::write(&token_file, &token).unwrap();
+        // As `echo $TOKEN > file` writes one.
+        std::fs::write(dir.path().join("token-echoed"), format!("{token}\n")).unwrap();
         let events = [NAMESPACES, DEPLOYMENTS, STATEFULSETS, DAEMONSETS]
             .into_iter()
             .map(|p| (p, broadcast::channel(64).0))
@@ -370,6 +376,7 @@ impl FakeKube {
             events,
             watches: AtomicUsize::new(0),
             lists: AtomicUsize::new(0),
+            full_object_requests: AtomicUsize::new(0),
             token,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -396,6 +403,14 @@ impl FakeKube {
         }
     }
 
+    /// The client configuration with a hand-written token file that ends in a newline.
+    pub fn config_with_echoed_token(&self) -> KubeConfig {
+        KubeConfig {
+            token_file: Some(self._dir.path().join("token-echoed")),
+            ..self.config()
+        }
+    }
+
     /// Number of open watch requests so far.
     pub fn watches(&self) -> usize {
         self.state.watches.load(Ordering::SeqCst)
@@ -404,6 +419,11 @@ impl FakeKube {
     /// Number of list requests so far.
     pub fn lists(&self) -> usize {
         self.state.lists.load(Ordering::SeqCst)
+    }
+
+    /// Number of list or watch requests that asked for whole objects rather than metadata only.
+    pub fn full_object_requests(&self) -> usize {
+        self.state.full_object_requests.load(Ordering::SeqCst)
     }
 
     /// Replaces an object (matched by namespace and name) and sends a MODIFIED watch event.
@@ -420,20 +440,17 @@ impl FakeKube {
             list.retain(|o| !same(o));
             list.push(object.clone());
         }
-        let line = json!({"type": "MODIFIED", "object": object}).to_string() + "\n";
         self.state.events[path]
-            .send(line)
+            .send(json!({"type": "MODIFIED", "object": object}))
             .expect("no watcher connected");
     }
 
     /// Sends a watch ERROR event with `410 Gone` (the client must list again).
     pub fn expire_watch(&self, path: &'static str) {
-        let line = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": "too old resource version: 1 (48300)", "reason": "Expired", "code": 410}})
-        .to_string()
-            + "\n";
+        let event = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": "too old resource version: 1 (48300)", "reason": "Expired", "code": 410}});
         self.state.events[path]
-            .send(line)
+            .send(event)
             .expect("no watcher connected");
     }
 
@@ -474,13 +491,32 @@ async fn handle_kube(
         DAEMONSETS => DAEMONSETS,
         _ => return Response::builder().status(404).body(Body::empty()).unwrap(),
     };
-    if q.get("watch").is_some_and(|w| w == "1" || w == "true") {
+    let accept = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let watch = q.get("watch").is_some_and(|w| w == "1" || w == "true");
+    let metadata_only = accept.contains(if watch {
+        "as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+    } else {
+        "as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+    });
+    if !metadata_only {
+        state.full_object_requests.fetch_add(1, Ordering::SeqCst);
+    }
+    if watch {
         let rx = state.events[path].subscribe();
         state.watches.fetch_add(1, Ordering::SeqCst);
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
             loop {
                 match rx.recv().await {
-                    Ok(line) => return Some((Ok::<_, std::io::Error>(line), rx)),
+                    Ok(mut event) => {
+                        if metadata_only && event["type"] != "ERROR" {
+                            event["object"] = partial_metadata(&event["object"]);
+                        }
+                        let line = event.to_string() + "\n";
+                        return Some((Ok::<_, std::io::Error>(line), rx));
+                    }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }
@@ -492,7 +528,7 @@ async fn handle_kube(
             .unwrap();
     }
     state.lists.fetch_add(1, Ordering::SeqCst);
-    let (list_kind, api_version, kind) = kind_of(path);
+    let (list_kind, api_version, _) = kind_of(path);
     let items: Vec<Value> = state
         .objects
         .lock()
@@ -502,6 +538,9 @@ async fn handle_kube(
         .unwrap_or_default()
         .into_iter()
         .map(|mut o| {
+            if metadata_only {
+                return partial_metadata(&o);
+            }
             // Lists omit kind/apiVersion on items, as the real API server does.
             if let Some(m) = o.as_object_mut() {
                 m.remove("kind");
@@ -510,7 +549,11 @@ async fn handle_kube(
             o
         })
         .collect();
-    let _ = kind;
+    let (list_kind, api_version) = if metadata_only {
+        ("PartialObjectMetadataList", "meta.k8s.io/v1")
+    } else {
+        (list_kind, api_version)
+    };
     let body = json!({
         "kind": list_kind,
         "apiVersion": api_version,
@@ -521,6 +564,15 @@ async fn handle_kube(
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
         .unwrap()
+}
+
+/// The metadata-only form of an object, as the API server sends it for `as=PartialObjectMetadata`.
+fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object["metadata"],
+    })
 }
 
 /// A Namespace object shaped like the API server's.
