@@ -4,24 +4,16 @@
 
 #[path = "common/evaluator.rs"]
 mod common;
+#[path = "common/fixtures.rs"]
+mod shared_fixtures;
 
 use std::path::{Path, PathBuf};
 
 use common::*;
 
-/// `../shared/fixtures/rules` beside the repository (override the fixtures directory with
-/// `KUBESIGNAL_FIXTURES`).
+/// The shared rule fixtures (`rules/` of the shared fixtures).
 fn fixtures_root() -> PathBuf {
-    let fixtures = std::env::var_os("KUBESIGNAL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    let rules = fixtures.join("rules");
-    assert!(
-        rules.is_dir(),
-        "shared rule fixtures not found at {}",
-        rules.display()
-    );
-    rules
+    shared_fixtures::dir().join("rules")
 }
 
 /// Rule files (not promtool unit tests, not the files promtool itself rejects).

@@ -21,20 +21,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
+#[path = "fixtures.rs"]
+mod shared_fixtures;
+
 /// Path of the shared fixtures.
 pub fn fixtures() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        here.join("../shared/fixtures"),
-        here.join("../../shared/fixtures"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_dir())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!("the shared fixtures are missing: expected ../shared/fixtures next to the repository")
-        })
+    shared_fixtures::dir()
 }
 
 /// One kubelet's payloads: summary, pod list and cAdvisor text of the same cluster.

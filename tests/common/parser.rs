@@ -7,14 +7,12 @@ use std::process::{Command, Stdio};
 
 use kubesignal::exposition::Format;
 
-/// Where the shared real payloads live: `../shared/fixtures` beside the repository (override
-/// with `KUBESIGNAL_FIXTURES`).
+#[path = "fixtures.rs"]
+mod shared_fixtures;
+
+/// Where the shared real payloads live.
 pub fn fixtures_dir() -> PathBuf {
-    let dir = std::env::var_os("KUBESIGNAL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    assert!(dir.is_dir(), "shared fixtures missing at {}", dir.display());
-    dir
+    shared_fixtures::dir()
 }
 
 /// Every exposition fixture (app metrics and cAdvisor), sorted, with the format its file name

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,21 +21,13 @@ use prometheus_client::registry::Registry;
 
 /// A file of `../shared/fixtures` beside the repository (or `KUBESIGNAL_FIXTURES`), read whole.
 pub fn fixture(relative: &str) -> String {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(dir) = std::env::var("KUBESIGNAL_FIXTURES") {
-        candidates.push(dir.into());
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    candidates.push(manifest.join("../shared/fixtures"));
-    for dir in &candidates {
-        if let Ok(text) = std::fs::read_to_string(dir.join(relative)) {
-            return text;
-        }
-    }
-    panic!(
-        "fixture {relative} not found in {candidates:?}; set KUBESIGNAL_FIXTURES to the fixtures directory"
-    );
+    let path = shared_fixtures::dir().join(relative);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
 }
+
+#[path = "fixtures.rs"]
+mod shared_fixtures;
 
 /// The real kubelet `/pods` payload of the k8s 1.34 fixture cluster.
 pub fn fixture_pods() -> PodList {

@@ -7,19 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The shared rule fixtures: `../shared/fixtures/rules` beside the repository (override the
-/// fixtures directory with `KUBESIGNAL_FIXTURES`).
+#[path = "fixtures.rs"]
+mod shared_fixtures;
+
+/// The shared rule fixtures (`rules/` of the shared fixtures).
 pub fn fixtures_dir() -> PathBuf {
-    let fixtures = std::env::var_os("KUBESIGNAL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    let rules = fixtures.join("rules");
-    assert!(
-        rules.is_dir(),
-        "the shared rule fixtures were not found at {}; set KUBESIGNAL_FIXTURES to the fixtures directory",
-        rules.display()
-    );
-    rules
+    shared_fixtures::dir().join("rules")
 }
 
 /// What a YAML file under the fixtures is.

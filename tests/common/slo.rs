@@ -11,18 +11,12 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The Sloth examples and Sloth's own output for them (`$KUBESIGNAL_FIXTURES/rules/sloth`,
-/// default `../shared/fixtures` beside the repository).
+#[path = "fixtures.rs"]
+mod shared_fixtures;
+
+/// The Sloth examples and Sloth's own output for them (`rules/sloth` of the shared fixtures).
 pub fn sloth_fixtures() -> PathBuf {
-    let root = std::env::var_os("KUBESIGNAL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/fixtures"));
-    assert!(
-        root.is_dir(),
-        "shared fixtures missing at {}",
-        root.display()
-    );
-    root.join("rules/sloth")
+    shared_fixtures::dir().join("rules/sloth")
 }
 
 /// Runs `promtool` with `args` in `dir`; fails the test with install instructions when

@@ -8,11 +8,12 @@ use std::process::{Command, Stdio};
 
 use kubesignal::exposition::{Entry, Format, Parser};
 
-/// Where the shared real payloads live (override with `KUBESIGNAL_FIXTURES`).
+#[path = "fixtures.rs"]
+mod shared_fixtures;
+
+/// Where the shared real payloads live.
 pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("KUBESIGNAL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+    shared_fixtures::dir()
 }
 
 /// The text of a fixture, by path relative to the fixtures directory.
