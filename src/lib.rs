@@ -11,6 +11,7 @@ pub mod evaluator;
 pub mod exposition;
 pub mod http;
 pub mod notify;
+pub mod promql;
 pub mod rules;
 pub mod slo;
 pub mod telemetry;
