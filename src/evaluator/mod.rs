@@ -9,6 +9,7 @@
 pub mod alert;
 pub mod api;
 pub mod datasource;
+pub mod embedded;
 pub mod group;
 pub mod metrics;
 pub mod notifier;
