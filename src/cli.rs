@@ -46,6 +46,9 @@ pub enum Command {
     /// Prometheus rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// The embedded PromQL engine.
+    #[command(subcommand)]
+    Promql(PromqlCommand),
     /// SLO specs to Prometheus rules.
     #[command(subcommand)]
     Slo(SloCommand),
@@ -69,6 +72,15 @@ pub struct SloGenerateArgs {
     /// (the default).
     #[arg(short = 'o', long = "output", env = "KUBESIGNAL_OUTPUT")]
     pub output: Option<std::path::PathBuf>,
+}
+
+/// `kubesignal promql ...`
+#[derive(Debug, Subcommand)]
+pub enum PromqlCommand {
+    /// Run Prometheus's PromQL test scripts (`*.test`) against the embedded engine. Prints each
+    /// failing case as `FILE:LINE: eval ...: message` and a summary per file; exits 1 when a case
+    /// failed.
+    Test(crate::promql::script::TestArgs),
 }
 
 /// `kubesignal rules ...`
@@ -269,6 +281,11 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let report = crate::rules::check::check_files(&args.files);
             print!("{report}");
             if report.errors() > 0 {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+        Command::Promql(PromqlCommand::Test(args)) => {
+            if !crate::promql::script::run_test_command(&args) {
                 return Ok(std::process::ExitCode::FAILURE);
             }
         }

@@ -1,0 +1,67 @@
+//! Prometheus's PromQL acceptance scripts (`*.test`): a parser of the script language and a
+//! runner that executes the scripts against the embedded [`Engine`](crate::promql::Engine).
+//!
+//! This backs `kubesignal promql test`. What the runner cannot check, because the engine has no
+//! native histograms, start timestamps or annotations, is reported as skipped, never passed
+//! silently:
+//!
+//! * an eval that selects a series holding native histogram samples, converted by
+//!   `load_with_nhcb`, or given start timestamps (`@st`), or that expects a histogram value, is a
+//!   skipped case with the reason;
+//! * `expect warn`/`expect info` lines (and `eval_warn`/`eval_info`) are counted as unchecked
+//!   assertions while the rest of the case is still checked; `expect no_warn`/`no_info` hold
+//!   trivially since the engine raises no annotations.
+
+pub mod parse;
+pub mod run;
+
+pub use parse::{ParseError, Script, parse_script};
+pub use run::{CaseResult, FileReport, Outcome, Summary, harness_options, run_file, run_script};
+
+use std::path::PathBuf;
+
+use crate::promql::Semantics;
+
+/// Which boundary semantics `kubesignal promql test` runs the engine with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SemanticsArg {
+    /// Prometheus 2.x (closed ranges); what the `v2.42` suite expects.
+    #[default]
+    V2,
+    /// Prometheus 3 (left-open ranges); what the `latest` suite expects.
+    V3,
+}
+
+impl From<SemanticsArg> for Semantics {
+    fn from(s: SemanticsArg) -> Self {
+        match s {
+            SemanticsArg::V2 => Semantics::V2,
+            SemanticsArg::V3 => Semantics::V3,
+        }
+    }
+}
+
+/// Flags of `kubesignal promql test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Engine semantics: v2 (Prometheus 2.x) or v3 (Prometheus 3).
+    #[arg(long, value_enum, default_value_t = SemanticsArg::V2)]
+    pub semantics: SemanticsArg,
+    /// Also list skipped cases with the reason.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Prometheus test scripts (`*.test`).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Runs every file, prints the report; returns whether no case failed.
+pub fn run_test_command(args: &TestArgs) -> bool {
+    let reports: Vec<FileReport> = args
+        .files
+        .iter()
+        .map(|f| run_file(f, args.semantics.into()))
+        .collect();
+    print!("{}", run::render(&reports, args.verbose));
+    run::total(&reports).failed == 0
+}
