@@ -29,15 +29,15 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, b: &'s BinaryExpr, t: i64) -> Result<
             }
         }
         (Val::Vector(l), Val::Scalar(r)) => {
-            vector_scalar(op, l, r, false, return_bool, t).map(Val::Vector)
+            vector_scalar(op, l, r, false, return_bool, ev.v3(), t).map(Val::Vector)
         }
         (Val::Scalar(l), Val::Vector(r)) => {
-            vector_scalar(op, r, l, true, return_bool, t).map(Val::Vector)
+            vector_scalar(op, r, l, true, return_bool, ev.v3(), t).map(Val::Vector)
         }
         (Val::Vector(l), Val::Vector(r)) => {
             let out = match op {
                 T_LAND | T_LOR | T_LUNLESS => set_op(op, b, l, r),
-                _ => vector_vector(op, b, l, r, return_bool, t)?,
+                _ => vector_vector(op, b, l, r, return_bool, ev.v3(), t)?,
             };
             Ok(Val::Vector(out))
         }
@@ -53,9 +53,10 @@ fn is_comparison(op: TokenId) -> bool {
     matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
 }
 
-/// Arithmetic drops the metric name: the result is no longer that metric.
-fn drops_name(op: TokenId) -> bool {
-    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_MOD | T_POW | T_ATAN2)
+/// Arithmetic drops the metric name: the result is no longer that metric. Prometheus 2 forgot
+/// `atan2` here; Prometheus 3 drops it for `atan2` too.
+fn drops_name(op: TokenId, v3: bool) -> bool {
+    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_MOD | T_POW) || (v3 && op == T_ATAN2)
 }
 
 /// Applies `op`: the value, and for comparisons whether the pair passes.
@@ -93,6 +94,7 @@ fn vector_scalar(
     scalar: f64,
     scalar_on_left: bool,
     return_bool: bool,
+    v3: bool,
     t: i64,
 ) -> Result<Vec<Sample>, EvalError> {
     if matches!(op, T_LAND | T_LOR | T_LUNLESS) {
@@ -118,7 +120,7 @@ fn vector_scalar(
         } else if !keep {
             continue;
         }
-        let labels = if return_bool || drops_name(op) {
+        let labels = if return_bool || drops_name(op, v3) {
             s.labels.without_name()
         } else {
             s.labels
@@ -196,6 +198,7 @@ fn vector_vector(
     lhs: Vec<Sample>,
     rhs: Vec<Sample>,
     return_bool: bool,
+    v3: bool,
     t: i64,
 ) -> Result<Vec<Sample>, EvalError> {
     let m = Matching::new(b);
@@ -252,7 +255,7 @@ fn vector_vector(
             continue;
         }
         let mut labels = ms.labels.clone();
-        if drops_name(op) || return_bool {
+        if drops_name(op, v3) || return_bool {
             labels = labels.without_name();
         }
         if one_to_one {

@@ -19,7 +19,8 @@ pub(super) fn histogram_quantile(q: f64, input: Vec<Sample>, t: i64) -> Vec<Samp
         let Some(upper) = s.labels.get("le").and_then(parse_le) else {
             continue;
         };
-        let key = s.labels.without_name().with("le", "");
+        // Buckets of different metrics stay apart, even though the name is dropped afterwards.
+        let key = s.labels.with("le", "");
         let i = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
             groups.len() - 1
@@ -29,7 +30,7 @@ pub(super) fn histogram_quantile(q: f64, input: Vec<Sample>, t: i64) -> Vec<Samp
     groups
         .into_iter()
         .map(|(labels, buckets)| Sample {
-            labels,
+            labels: labels.without_name(),
             t,
             v: bucket_quantile(q, buckets),
         })

@@ -113,7 +113,7 @@ impl<'s> Evaluator<'s> {
         }
     }
 
-    fn v3(&self) -> bool {
+    pub(crate) fn v3(&self) -> bool {
         self.opts.semantics == Semantics::V3
     }
 
