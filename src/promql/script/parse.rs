@@ -469,6 +469,19 @@ fn parse_eval(i: usize, header: &str, block: &[(usize, &str)]) -> Result<Eval, L
                 ),
             ));
         }
+        // Older scripts follow `eval_fail` with the error text on its own line.
+        if eval.fail.is_some() {
+            if let Some(m) = l.strip_prefix("expected_fail_message") {
+                eval.fail = Some(FailExpectation::Message(m.trim().to_string()));
+                continue;
+            }
+            if let Some(r) = l.strip_prefix("expected_fail_regexp") {
+                let r = r.trim();
+                Regex::new(r).map_err(|e| (j, format!("invalid regex {r:?}: {e}")))?;
+                eval.fail = Some(FailExpectation::Regex(r.to_string()));
+                continue;
+            }
+        }
         if l.starts_with("expect") && l.split_whitespace().next() == Some("expect") {
             let rest = l["expect".len()..].trim_start();
             if let Some(s) = rest.strip_prefix("string") {
@@ -1078,6 +1091,30 @@ mod tests {
                 end_ms: 60_000,
                 step_ms: 10_000
             })
+        );
+    }
+
+    #[test]
+    fn old_style_expected_fail_lines_set_the_error_to_expect() {
+        let s = parse_script(
+            "t",
+            "eval_fail instant at 0 x\n  expected_fail_message boom here\n\neval_fail instant at 0 x\n  expected_fail_regexp bo+m\n",
+        )
+        .unwrap();
+        let fails: Vec<_> = s
+            .commands
+            .iter()
+            .map(|c| match c {
+                Command::Eval(e) => e.fail.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            fails,
+            vec![
+                Some(FailExpectation::Message("boom here".into())),
+                Some(FailExpectation::Regex("bo+m".into()))
+            ]
         );
     }
 
