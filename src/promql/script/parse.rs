@@ -649,8 +649,11 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == ':'
 }
 
+/// Label pairs in the order written.
+type LabelPairs = Vec<(String, String)>;
+
 /// Splits a series line into its labels and the text after the selector.
-fn parse_series_labels(l: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_series_labels(l: &str) -> Result<(LabelPairs, &str), String> {
     let mut labels = Vec::new();
     let name_len = if l.starts_with(is_name_start) {
         l.find(|c: char| !is_name_char(c)).unwrap_or(l.len())
