@@ -6,7 +6,7 @@ use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
-use promql_parser::parser::{self as ast, Expr, VectorSelector};
+use promql_parser::parser::{self as ast, AtModifier, Expr, VectorSelector};
 use regex::Regex;
 use serde::Serialize;
 
@@ -362,23 +362,13 @@ impl Runner<'_> {
             EvalKind::Instant { at_ms } => {
                 // With `expect range vector` the query runs at the end of the expected window.
                 let at_ms = e.range_vector.map_or(at_ms, |w| w.end_ms);
-                let res = self.engine.instant(&self.storage, &e.expr, at_ms);
-                let value = match (res, &e.fail) {
-                    (Err(err), Some(f)) => return check_failure(f, &err),
-                    (Err(err), None) => return Err(format!("query failed: {err}")),
-                    (Ok(v), Some(_)) => {
-                        return Err(format!(
-                            "expected the query to fail, but it returned {}",
-                            describe_value(&v)
-                        ));
+                self.check_instant(e, &e.expr, at_ms)?;
+                if let Some((pinned, times)) = step_invariance_variants(&e.expr, at_ms) {
+                    for t in times {
+                        self.check_instant(e, &pinned, t).map_err(|m| {
+                            format!("step invariance: `{pinned}` evaluated at t={t}ms: {m}")
+                        })?;
                     }
-                    (Ok(v), None) => v,
-                };
-                compare_instant(e, &value)?;
-                if matches!(value, Value::Vector(_) | Value::Scalar(_))
-                    && !uses_query_parameters(&e.expr)
-                {
-                    self.check_range_mode(e, at_ms, &value)?;
                 }
                 Ok(())
             }
@@ -412,13 +402,41 @@ impl Runner<'_> {
         }
     }
 
+    /// Runs `expr` (the eval's expression, or a variant of it) as an instant query at `at_ms`
+    /// and checks the result against the eval's expectations, in range mode too.
+    fn check_instant(&self, e: &Eval, expr: &str, at_ms: i64) -> Result<(), String> {
+        let res = self.engine.instant(&self.storage, expr, at_ms);
+        let value = match (res, &e.fail) {
+            (Err(err), Some(f)) => return check_failure(f, &err),
+            (Err(err), None) => return Err(format!("query failed: {err}")),
+            (Ok(v), Some(_)) => {
+                return Err(format!(
+                    "expected the query to fail, but it returned {}",
+                    describe_value(&v)
+                ));
+            }
+            (Ok(v), None) => v,
+        };
+        compare_instant(e, &value)?;
+        if matches!(value, Value::Vector(_) | Value::Scalar(_)) && !uses_query_parameters(expr) {
+            self.check_range_mode(e, expr, at_ms, &value)?;
+        }
+        Ok(())
+    }
+
     /// Prometheus's harness runs every instant eval again as a range query from t-1m to t+1m
     /// step 1m and expects the middle step to give the same result. For ordered evals only
     /// the query's success is checked: a range result is always ordered by labels.
-    fn check_range_mode(&self, e: &Eval, at: i64, instant: &Value) -> Result<(), String> {
+    fn check_range_mode(
+        &self,
+        e: &Eval,
+        expr: &str,
+        at: i64,
+        instant: &Value,
+    ) -> Result<(), String> {
         let series = self
             .engine
-            .range(&self.storage, &e.expr, at - 60_000, at + 60_000, 60_000)
+            .range(&self.storage, expr, at - 60_000, at + 60_000, 60_000)
             .map_err(|err| format!("range mode (t-1m..t+1m step 1m): query failed: {err}"))?;
         if e.ordered {
             return Ok(());
@@ -453,6 +471,97 @@ impl Runner<'_> {
         unordered.ordered = false;
         compare_instant(&unordered, &value)
             .map_err(|m| format!("range mode (t-1m..t+1m step 1m), middle step: {m}"))
+    }
+}
+
+/// Functions whose result depends on the evaluation time even when their arguments do not, so
+/// pinning every selector with `@` does not make the query's result time-independent.
+const AT_UNSAFE_FUNCTIONS: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+    "step",
+    "range",
+    "start",
+    "end",
+];
+
+/// Upstream's step-invariance check: every selector and subquery outside a subquery gets
+/// `@ <eval time>` (replacing none, `start()` or `end()`), and the query must then give the
+/// same result at other evaluation times (-10t, 0, t/5, t, 10t; or -1s, 0, 1s when t is 0).
+/// Returns the pinned expression and those times, or `None` where upstream skips the check
+/// (time-dependent functions) or where the expression does not survive being printed and
+/// parsed back unchanged, so that a printing quirk of the parser crate cannot fail a case.
+fn step_invariance_variants(expr: &str, at_ms: i64) -> Option<(String, Vec<i64>)> {
+    let parsed = ast::parse(expr).ok()?;
+    if ast::parse(&parsed.to_string()).ok()? != parsed {
+        return None;
+    }
+    let at =
+        AtModifier::At(std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(at_ms).ok()?));
+    let mut pinned = parsed;
+    let mut time_dependent = false;
+    pin_at(&mut pinned, &at, &mut time_dependent);
+    if time_dependent {
+        return None;
+    }
+    let text = pinned.to_string();
+    if ast::parse(&text).ok()? != pinned {
+        return None;
+    }
+    let times = if at_ms == 0 {
+        vec![-1000, 0, 1000]
+    } else {
+        vec![-10 * at_ms, 0, at_ms / 5, at_ms, 10 * at_ms]
+    };
+    Some((text, times))
+}
+
+fn pin_selector(vs: &mut VectorSelector, at: &AtModifier) {
+    if !matches!(vs.at, Some(AtModifier::At(_))) {
+        vs.at = Some(at.clone());
+    }
+}
+
+fn pin_at(e: &mut Expr, at: &AtModifier, time_dependent: &mut bool) {
+    match e {
+        Expr::Aggregate(a) => {
+            pin_at(&mut a.expr, at, time_dependent);
+            if let Some(p) = &mut a.param {
+                pin_at(p, at, time_dependent);
+            }
+        }
+        Expr::Unary(u) => pin_at(&mut u.expr, at, time_dependent),
+        Expr::Binary(b) => {
+            pin_at(&mut b.lhs, at, time_dependent);
+            pin_at(&mut b.rhs, at, time_dependent);
+        }
+        Expr::Paren(p) => pin_at(&mut p.expr, at, time_dependent),
+        // What is inside a subquery is evaluated relative to the subquery's own (now pinned)
+        // time, so it is left alone, as upstream does.
+        Expr::Subquery(s) => {
+            if !matches!(s.at, Some(AtModifier::At(_))) {
+                s.at = Some(at.clone());
+            }
+        }
+        Expr::VectorSelector(vs) => pin_selector(vs, at),
+        Expr::MatrixSelector(ms) => pin_selector(&mut ms.vs, at),
+        Expr::Call(c) => {
+            *time_dependent |= AT_UNSAFE_FUNCTIONS.contains(&c.func.name);
+            for a in &mut c.args.args {
+                pin_at(a, at, time_dependent);
+            }
+        }
+        Expr::Extension(_) => *time_dependent = true,
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
     }
 }
 
@@ -846,6 +955,27 @@ mod tests {
         assert!(sel("{__name__=~\"h|x\"} + 1"));
         assert!(!sel("h{job=\"b\"}"));
         assert!(!sel("h_bucket"));
+    }
+
+    #[test]
+    fn step_invariance_pins_selectors_and_top_level_subqueries_with_the_eval_time() {
+        let (q, times) = step_invariance_variants("sum(rate(x[5m])) + y", 3_000_000).unwrap();
+        assert_eq!(q, "sum(rate(x[5m] @ 3000.000)) + y @ 3000.000");
+        assert_eq!(times, vec![-30_000_000, 0, 600_000, 3_000_000, 30_000_000]);
+        let (q, times) = step_invariance_variants("max_over_time(rate(x[1m])[5m:1m])", 0).unwrap();
+        assert_eq!(q, "max_over_time(rate(x[1m])[5m:1m] @ 0.000)");
+        assert_eq!(times, vec![-1000, 0, 1000]);
+        let (q, _) = step_invariance_variants("x @ 100 + x @ start()", 60_000).unwrap();
+        assert_eq!(q, "x @ 100.000 + x @ 60.000");
+    }
+
+    #[test]
+    fn step_invariance_is_not_checked_for_time_dependent_functions() {
+        assert_eq!(step_invariance_variants("time() - x", 60_000), None);
+        assert_eq!(step_invariance_variants("timestamp(x)", 60_000), None);
+        assert_eq!(step_invariance_variants("hour(x)", 60_000), None);
+        // Inside a subquery the time is the subquery's own, so time() does not matter there.
+        assert!(step_invariance_variants("max_over_time(vector(time())[5m:1m])", 60_000).is_some());
     }
 
     #[test]
