@@ -343,3 +343,31 @@ fn the_library_runner_uses_the_harness_sample_limit() {
     assert_eq!(results[0].outcome, Outcome::Pass, "{results:?}");
     assert_eq!(results[1].outcome, Outcome::Pass, "{results:?}");
 }
+
+#[test]
+fn the_binary_runs_every_script_of_a_directory_and_passes_the_v2_42_suite() {
+    let dir = promql::suite_files("v2.42")[0]
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let out = kubesignal_promql_test(&[dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("PASS ")).count(),
+        11,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("TOTAL 11 files: 566 passed, 0 failed, 0 skipped"),
+        "{stdout}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let out = kubesignal_promql_test(&[empty.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("no *.test files in this directory"),
+        "{stdout}"
+    );
+}

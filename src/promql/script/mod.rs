@@ -50,18 +50,50 @@ pub struct TestArgs {
     /// Also list skipped cases with the reason.
     #[arg(short, long)]
     pub verbose: bool,
-    /// Prometheus test scripts (`*.test`).
+    /// Prometheus test scripts (`*.test`), or directories whose `*.test` files are all run.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
 
 /// Runs every file, prints the report; returns whether no case failed.
 pub fn run_test_command(args: &TestArgs) -> bool {
-    let reports: Vec<FileReport> = args
-        .files
-        .iter()
-        .map(|f| run_file(f, args.semantics.into()))
-        .collect();
+    let mut reports: Vec<FileReport> = Vec::new();
+    for path in &args.files {
+        match expand(path) {
+            Ok(files) => reports.extend(files.iter().map(|f| run_file(f, args.semantics.into()))),
+            Err(error) => reports.push(FileReport {
+                file: path.display().to_string(),
+                error: Some(error),
+                cases: Vec::new(),
+            }),
+        }
+    }
     print!("{}", run::render(&reports, args.verbose));
     run::total(&reports).failed == 0
+}
+
+/// A file as is; a directory as its `*.test` files in name order.
+fn expand(path: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| format!("{}: cannot list the directory: {e}", path.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let p = entry
+            .map_err(|e| format!("{}: cannot list the directory: {e}", path.display()))?
+            .path();
+        if p.extension().is_some_and(|x| x == "test") && p.is_file() {
+            files.push(p);
+        }
+    }
+    if files.is_empty() {
+        return Err(format!(
+            "{}: no *.test files in this directory",
+            path.display()
+        ));
+    }
+    files.sort();
+    Ok(files)
 }
