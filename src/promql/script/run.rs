@@ -305,7 +305,7 @@ impl Runner<'_> {
                     .iter()
                     .find_map(|suffix| name.strip_suffix(suffix))
             {
-                let nhcb = labels.filter(|k| k != "le").with(METRIC_NAME, base).clone();
+                let nhcb = labels.filter(|k| k != "le").with(METRIC_NAME, base);
                 self.unsupported.push(Unsupported {
                     reason: format!(
                         "selects {nhcb}, which load_with_nhcb (line {}) turns into a native histogram with custom buckets; the engine has no native histograms",
