@@ -372,7 +372,7 @@ impl EmbeddedRuntime {
         };
         let n = args.scrape.len().max(1) as u32;
         for (i, target) in args.scrape.iter().enumerate() {
-            tracing::info!(target = %target.url, job = %target.job, instance = %target.instance, "scraping");
+            tracing::info!(url = %target.url, job = %target.job, instance = %target.instance, "scraping");
             tasks.push(tokio::spawn(scrape::run_target(
                 scraper.clone(),
                 target.clone(),

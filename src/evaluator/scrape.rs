@@ -356,6 +356,7 @@ pub async fn run_target(
     } = scraper;
     let mut state = TargetState::new(target.clone());
     let mut next = Instant::now() + phase;
+    let mut was_down = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
@@ -369,9 +370,21 @@ pub async fn run_target(
         };
         let duration = started.elapsed();
         let outcome = match result {
-            Ok(samples) => Some(samples),
+            Ok(samples) => {
+                if was_down {
+                    tracing::info!(url = %target.url, "scrape target is up again");
+                }
+                was_down = false;
+                Some(samples)
+            }
             Err(e) => {
-                tracing::warn!(target = %target.url, error = %e, "scrape failed");
+                // Warn when a target goes down, not on every failed scrape of a dead target.
+                if was_down {
+                    tracing::debug!(url = %target.url, error = %e, "scrape failed");
+                } else {
+                    tracing::warn!(url = %target.url, error = %e, "scrape failed");
+                }
+                was_down = true;
                 errors
                     .get_or_create(&vec![
                         ("target".into(), target.url.clone()),
