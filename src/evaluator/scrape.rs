@@ -324,6 +324,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// A callback run after each scrape with the store still locked.
+pub type ScrapeHook = Arc<dyn Fn(&Target, &Storage) + Send + Sync>;
+
 /// What every target's scrape loop shares.
 #[derive(Clone)]
 pub struct Scraper {
@@ -336,7 +339,7 @@ pub struct Scraper {
     /// Failures by target and reason.
     pub errors: Family<ErrorLabels, Counter>,
     /// Called with the store, still locked, after each scrape was written (for gauges).
-    pub on_scrape: Arc<dyn Fn(&Target, &Storage) + Send + Sync>,
+    pub on_scrape: ScrapeHook,
 }
 
 /// Scrapes `target` every interval until `stop` turns true. Scrapes of different targets are
