@@ -113,7 +113,19 @@ impl Datasource for EmbeddedDatasource {
         ts: DateTime<Utc>,
         _deadline: Instant,
     ) -> BoxFuture<'a, Result<Vec<Sample>, DatasourceError>> {
-        Box::pin(async move { self.query_now(expr, ts) })
+        Box::pin(async move {
+            // A long window over a big store takes a while: keep it off the async workers.
+            let this = self.clone();
+            let owned = expr.to_string();
+            match tokio::task::spawn_blocking(move || this.query_now(&owned, ts)).await {
+                Ok(result) => result,
+                Err(e) => Err(DatasourceError::Api {
+                    expr: expr.to_string(),
+                    error_type: "internal".to_string(),
+                    message: format!("the query task failed: {e}"),
+                }),
+            }
+        })
     }
 }
 
@@ -342,7 +354,7 @@ impl EmbeddedRuntime {
         let config = ScrapeConfig {
             interval: args.scrape_interval,
             timeout: if args.scrape_timeout > args.scrape_interval {
-                tracing::warn!(
+                tracing::info!(
                     timeout = ?args.scrape_timeout,
                     interval = ?args.scrape_interval,
                     "scrape timeout longer than the interval; using the interval"
