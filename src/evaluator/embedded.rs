@@ -301,13 +301,6 @@ impl std::fmt::Debug for EmbeddedRuntime {
     }
 }
 
-/// What to keep for `groups`, at least `min`.
-pub fn retention_for(groups: &[Group], lookback: Duration, min: Duration) -> Duration {
-    retention::for_groups(groups, lookback, RETENTION_MARGIN)
-        .total()
-        .max(min)
-}
-
 impl EmbeddedRuntime {
     /// Loads the snapshot from `state_dir` (a damaged one is logged and ignored), then starts
     /// scraping, retention, snapshots and the `ALERTS` writer.
@@ -525,5 +518,52 @@ async fn housekeeping(
             }
             snapshot_at = now + snapshot_interval;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_datasource_flag_takes_a_kind_or_a_url() {
+        assert_eq!(
+            parse_datasource_kind("embedded"),
+            Ok(DatasourceKind::Embedded)
+        );
+        assert_eq!(
+            parse_datasource_kind("prometheus"),
+            Ok(DatasourceKind::Prometheus)
+        );
+        assert_eq!(
+            parse_datasource_kind("http://prom:9090"),
+            Ok(DatasourceKind::PrometheusAt("http://prom:9090".into()))
+        );
+        assert!(
+            parse_datasource_kind("mimir")
+                .unwrap_err()
+                .contains("embedded")
+        );
+    }
+
+    #[test]
+    fn recorded_results_are_written_back_into_the_store() {
+        let ds = EmbeddedDatasource::new(Arc::new(RwLock::new(Storage::new())), Engine::default());
+        let labels: Labels = [("__name__".to_string(), "job:up:sum".to_string())].into();
+        let ts = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(RecordSink::write(&ds, &[Sample { labels, value: 3.0 }], ts))
+            .unwrap();
+        let s = ds.storage().read().unwrap();
+        let got: Vec<_> = s
+            .iter()
+            .map(|v| (v.labels.to_string(), v.t.to_vec(), v.v.to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("job:up:sum".to_string(), vec![1_700_000_000_000], vec![3.0])]
+        );
     }
 }

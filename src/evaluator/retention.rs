@@ -128,6 +128,27 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_set_needs_its_widest_window_plus_its_longest_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.yaml");
+        std::fs::write(
+            &file,
+            "groups:\n- name: a\n  query_offset: 1m\n  rules:\n  - record: r\n    expr: sum(rate(x[30d]))\n\
+             - name: b\n  rules:\n  - alert: A\n    expr: up == 0\n    for: 1h\n    keep_firing_for: 2h\n",
+        )
+        .unwrap();
+        let groups = super::super::group::load_groups(
+            &[file.display().to_string()],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let r = for_groups(&groups, LOOKBACK, Duration::from_secs(600));
+        assert_eq!(r.query_window, Duration::from_secs(30 * 86400 + 60));
+        assert_eq!(r.hold, Duration::from_secs(7200));
+        assert_eq!(r.total(), Duration::from_secs(30 * 86400 + 60 + 7200 + 600));
+    }
+
+    #[test]
     fn literals_and_broken_expressions_need_nothing() {
         assert_eq!(secs("1 + 2"), 0);
         assert_eq!(secs("rate(a[5m"), 0);
