@@ -71,8 +71,10 @@ pub(crate) struct Evaluator<'s> {
     storage: &'s Storage,
     opts: &'s EngineOptions,
     /// Query start and end, which `@ start()` and `@ end()` refer to.
-    start: i64,
-    end: i64,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    /// Query step (0 for an instant query), which the experimental `step()` reports.
+    pub(crate) step: i64,
     deadline: Instant,
     selections: RefCell<HashMap<usize, Selected<'s>>>,
     regexes: RefCell<HashMap<String, Regex>>,
@@ -106,6 +108,7 @@ impl<'s> Evaluator<'s> {
             opts,
             start,
             end,
+            step: 0,
             deadline: Instant::now() + opts.timeout,
             selections: RefCell::new(HashMap::new()),
             regexes: RefCell::new(HashMap::new()),
