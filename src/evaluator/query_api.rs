@@ -72,6 +72,15 @@ impl ApiError {
     }
 }
 
+/// An engine error; a parse error names the parameter, as Prometheus's message does.
+fn query_error(e: EvalError) -> ApiError {
+    let mut err = ApiError::eval(e);
+    if err.kind == "bad_data" {
+        err.message = format!("invalid parameter \"query\": {}", err.message);
+    }
+    err
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
@@ -241,7 +250,7 @@ async fn query(
     let t = time_param(&p, "time", now_ms())?;
     let v = with_storage(&ds, move |ds, s| ds.engine().instant(s, &q, t))
         .await?
-        .map_err(ApiError::eval)?;
+        .map_err(query_error)?;
     Ok(success(value_json(&v)))
 }
 
@@ -282,7 +291,7 @@ async fn query_range(
     }
     let m = with_storage(&ds, move |ds, s| ds.engine().range(s, &q, start, end, step))
         .await?
-        .map_err(ApiError::eval)?;
+        .map_err(query_error)?;
     Ok(success(
         json!({"resultType": "matrix", "result": matrix_json(&m)}),
     ))

@@ -6,7 +6,8 @@
 //!   one keeps it as `exported_job`/`exported_instance` (Prometheus's `honor_labels: false`).
 //! - Samples are stamped with the scrape's start time, except those with an explicit timestamp
 //!   in the exposition, which keep it (Prometheus's `honor_timestamps: true`).
-//! - `up`, `scrape_duration_seconds` and `scrape_samples_scraped` are written per scrape.
+//! - `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+//!   `scrape_samples_post_metric_relabeling` and `scrape_series_added` are written per scrape.
 //! - A series a target stops exposing, and every series of a target whose scrape fails, gets one
 //!   staleness marker, so queries stop seeing it at once instead of after the lookback delta.
 //!   Series with explicit timestamps get none, as in Prometheus.
@@ -245,6 +246,7 @@ impl TargetState {
         for gone in self.last_series.difference(&current) {
             storage.append(gone, t, stale_nan());
         }
+        let added = current.difference(&self.last_series).count();
         self.last_series = current;
         storage.append(&meta_labels(&self.target, "up"), t, up);
         storage.append(
@@ -252,10 +254,18 @@ impl TargetState {
             t,
             duration.as_secs_f64(),
         );
+        // No relabelling here, so "post metric relabeling" is the same count, as Prometheus
+        // reports it for a job without metric_relabel_configs.
+        for name in [
+            "scrape_samples_scraped",
+            "scrape_samples_post_metric_relabeling",
+        ] {
+            storage.append(&meta_labels(&self.target, name), t, scraped as f64);
+        }
         storage.append(
-            &meta_labels(&self.target, "scrape_samples_scraped"),
+            &meta_labels(&self.target, "scrape_series_added"),
             t,
-            scraped as f64,
+            added as f64,
         );
     }
 }
@@ -509,5 +519,7 @@ mod tests {
         assert_eq!(up[0].0.get("job"), Some("app"));
         let n = values(&storage, "scrape_samples_scraped");
         assert_eq!(n[0].2, vec![2.0, 1.0, 0.0, 0.0]);
+        let added = values(&storage, "scrape_series_added");
+        assert_eq!(added[0].2, vec![2.0, 0.0, 0.0, 0.0]);
     }
 }
