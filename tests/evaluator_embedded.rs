@@ -206,7 +206,7 @@ fn a_restart_keeps_the_stored_samples() {
 }
 
 #[test]
-fn a_damaged_snapshot_is_logged_and_the_evaluator_starts_empty() {
+fn a_damaged_snapshot_is_logged_and_the_evaluator_starts_empty_with_targets_from_its_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -217,13 +217,20 @@ fn a_damaged_snapshot_is_logged_and_the_evaluator_starts_empty() {
     .unwrap();
     let target = Target::start(3.0);
     let rules = write_rules(dir.path(), "- alert: Never\n  expr: test_value < 0");
+    // The target comes from the config file this time, like any other flag can.
+    let config = dir.path().join("evaluator.yaml");
+    std::fs::write(
+        &config,
+        format!("scrape:\n  - app=http://{}/metrics\n", target.url),
+    )
+    .unwrap();
     let (ev, url) = start_embedded(
         dir.path(),
         "damaged",
         &rules,
         &state,
-        &[format!("app=http://{}/metrics", target.url)],
         &[],
+        &[&format!("--config={}", config.display())],
     );
     wait_for("scraping to start", Duration::from_secs(10), || {
         single_value(&url, "test_value").filter(|v| *v == 3.0)

@@ -375,6 +375,11 @@ impl EmbeddedRuntime {
                 m.observe(s);
             }),
         };
+        if args.scrape.is_empty() {
+            tracing::warn!(
+                "--datasource embedded without --scrape targets: queries see only recorded series, ALERTS and the snapshot"
+            );
+        }
         let n = args.scrape.len().max(1) as u32;
         for (i, target) in args.scrape.iter().enumerate() {
             tracing::info!(url = %target.url, job = %target.job, instance = %target.instance, "scraping");

@@ -111,7 +111,7 @@ pub struct EvaluatorArgs {
     /// Where rule queries go: `prometheus` (the HTTP API at --datasource-url, the default),
     /// `embedded` (an in-process PromQL engine over the --scrape targets, no Prometheus needed),
     /// or a Prometheus URL (same as --datasource-url).
-    #[arg(long = "datasource", id = "datasource_kind", env = "KUBESIGNAL_DATASOURCE", default_value = "prometheus", value_parser = embedded::parse_datasource_kind)]
+    #[arg(long = "datasource", id = "datasource_kind", value_name = "prometheus|embedded|URL", env = "KUBESIGNAL_DATASOURCE", default_value = "prometheus", value_parser = embedded::parse_datasource_kind)]
     pub datasource_kind: embedded::DatasourceKind,
 
     /// Datasource connection.
