@@ -351,7 +351,6 @@ impl<'s> Evaluator<'s> {
         self.reuse_chunks.set(true);
         let mut by_labels: HashMap<Labels, Vec<Point>> = HashMap::new();
         let mut order: Vec<Labels> = Vec::new();
-        let mut total = 0;
         let mut ts = first;
         while ts <= end {
             if Instant::now() > self.deadline {
@@ -374,10 +373,8 @@ impl<'s> Evaluator<'s> {
                     )));
                 }
             }
-            total += 1;
             ts += step;
         }
-        let _ = total;
         let series: Vec<Series> = order
             .into_iter()
             .map(|labels| {
