@@ -88,7 +88,12 @@ impl Rng {
 
 /// Namespace of workload `w`.
 pub fn namespace(w: usize) -> String {
-    if w % 2 == 0 { "team-a" } else { "team-b" }.to_string()
+    if w.is_multiple_of(2) {
+        "team-a"
+    } else {
+        "team-b"
+    }
+    .to_string()
 }
 
 /// Name of workload `w`.
