@@ -15,4 +15,3 @@ pub mod value;
 pub use engine::{Engine, EngineOptions, EvalError, Semantics};
 pub use storage::{DecodeCache, SeriesView, Storage};
 pub use value::{Labels, Point, Sample, Series, Value, is_stale, stale_nan};
-pub mod script;
