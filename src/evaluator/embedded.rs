@@ -223,6 +223,7 @@ pub struct EmbeddedMetrics {
     scrapes: Family<ErrorLabels, Counter>,
     series: Gauge,
     samples: Gauge,
+    memory: Gauge,
     retention: Gauge<f64, AtomicU64>,
     snapshot_failures: Counter,
     snapshot_bytes: Gauge,
@@ -251,6 +252,11 @@ impl EmbeddedMetrics {
             "kubesignal_evaluator_embedded_samples",
             "Samples in the embedded store",
             m.samples.clone(),
+        );
+        registry.register(
+            "kubesignal_evaluator_embedded_memory_bytes",
+            "Estimated heap memory of the embedded store's samples and labels (updated every 30s)",
+            m.memory.clone(),
         );
         registry.register(
             "kubesignal_evaluator_embedded_retention_seconds",
@@ -339,6 +345,7 @@ impl EmbeddedRuntime {
         }
         storage.truncate_before(cutoff(keep));
         metrics.observe(&storage);
+        metrics.memory.set(storage.memory_bytes() as i64);
         let storage = Arc::new(RwLock::new(storage));
         let datasource = EmbeddedDatasource::new(storage.clone(), Engine::new(opts));
         let (stop, stop_rx) = watch::channel(false);
@@ -515,6 +522,7 @@ async fn housekeeping(
             let mut s = storage.write().unwrap_or_else(|p| p.into_inner());
             s.truncate_before(cutoff(keep));
             metrics.observe(&s);
+            metrics.memory.set(s.memory_bytes() as i64);
             truncate_at = now + truncate_every;
         }
         if now >= snapshot_at {
@@ -564,7 +572,14 @@ mod tests {
         let s = ds.storage().read().unwrap();
         let got: Vec<_> = s
             .iter()
-            .map(|v| (v.labels.to_string(), v.t.to_vec(), v.v.to_vec()))
+            .map(|v| {
+                let points = v.all_samples();
+                (
+                    v.labels.to_string(),
+                    points.iter().map(|p| p.t).collect::<Vec<_>>(),
+                    points.iter().map(|p| p.v).collect::<Vec<_>>(),
+                )
+            })
             .collect();
         assert_eq!(
             got,

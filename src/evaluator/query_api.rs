@@ -333,16 +333,13 @@ fn matching_series(
     start: i64,
     end: i64,
 ) -> BTreeSet<Labels> {
-    let in_range = |t: &[i64]| {
-        let lo = t.partition_point(|&x| x < start);
-        lo < t.len() && t[lo] <= end
-    };
+    let in_range = |s: &crate::promql::SeriesView<'_>| s.last_in(start, end, false).is_some();
     let mut out = BTreeSet::new();
     if selectors.is_empty() {
         out.extend(
             storage
                 .iter()
-                .filter(|s| in_range(s.t))
+                .filter(|s| in_range(s))
                 .map(|s| s.labels.clone()),
         );
     }
@@ -351,7 +348,7 @@ fn matching_series(
             storage
                 .select(m)
                 .into_iter()
-                .filter(|s| in_range(s.t))
+                .filter(|s| in_range(s))
                 .map(|s| s.labels.clone()),
         );
     }

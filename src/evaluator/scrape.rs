@@ -435,7 +435,14 @@ mod tests {
         storage
             .select(&m)
             .iter()
-            .map(|s| (s.labels.clone(), s.t.to_vec(), s.v.to_vec()))
+            .map(|s| {
+                let points = s.all_samples();
+                (
+                    s.labels.clone(),
+                    points.iter().map(|p| p.t).collect(),
+                    points.iter().map(|p| p.v).collect(),
+                )
+            })
             .collect()
     }
 

@@ -93,14 +93,15 @@ pub fn encode(storage: &Storage) -> Vec<u8> {
             put_bytes(&mut out, k.as_bytes());
             put_bytes(&mut out, v.as_bytes());
         }
-        put_varint(&mut out, s.t.len() as u64);
+        let points = s.all_samples();
+        put_varint(&mut out, points.len() as u64);
         let mut prev = 0i64;
-        for &t in s.t {
-            put_varint(&mut out, zigzag(t.wrapping_sub(prev)));
-            prev = t;
+        for p in &points {
+            put_varint(&mut out, zigzag(p.t.wrapping_sub(prev)));
+            prev = p.t;
         }
-        for &v in s.v {
-            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        for p in &points {
+            out.extend_from_slice(&p.v.to_bits().to_le_bytes());
         }
     }
     let sum = fnv1a(&out);
@@ -266,10 +267,11 @@ mod tests {
         let mut v: Vec<_> = s
             .iter()
             .map(|x| {
+                let points = x.all_samples();
                 (
                     x.labels.clone(),
-                    x.t.to_vec(),
-                    x.v.iter().map(|v| v.to_bits()).collect(),
+                    points.iter().map(|p| p.t).collect(),
+                    points.iter().map(|p| p.v.to_bits()).collect(),
                 )
             })
             .collect();
