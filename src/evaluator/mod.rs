@@ -17,6 +17,7 @@ pub mod recording;
 pub mod remote_write;
 pub mod render;
 pub mod replay;
+pub mod storage_sink;
 pub mod store;
 
 use std::net::SocketAddr;
