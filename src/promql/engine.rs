@@ -2,8 +2,14 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{Expr, Function};
+
+use super::eval::{Evaluator, Val};
 use super::storage::Storage;
-use super::value::{Series, Value};
+use super::value::{Labels, Point, Sample, Series, Value};
 
 /// Which Prometheus major version's boundary rules to follow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,10 +84,36 @@ impl Engine {
         &self.opts
     }
 
+    /// Parses `query`, reporting errors as Prometheus's HTTP API does.
+    pub fn parse(query: &str) -> Result<Expr, EvalError> {
+        register_removed_functions();
+        promql_parser::parser::parse(query).map_err(EvalError::Parse)
+    }
+
     /// Evaluates `query` at `t` (milliseconds since the epoch).
     pub fn instant(&self, storage: &Storage, query: &str, t: i64) -> Result<Value, EvalError> {
-        let _ = (storage, query, t);
-        Err(EvalError::Execution("not built yet".into()))
+        let expr = Self::parse(query)?;
+        self.instant_expr(storage, &expr, t)
+    }
+
+    /// Evaluates an already parsed expression at `t`.
+    pub fn instant_expr(&self, storage: &Storage, expr: &Expr, t: i64) -> Result<Value, EvalError> {
+        let ev = Evaluator::new(storage, &self.opts, t, t);
+        ev.begin_step()?;
+        Ok(match ev.eval(expr, t)? {
+            Val::Scalar(v) => Value::Scalar(Point { t, v }),
+            Val::String(s) => Value::String(t, s),
+            Val::Vector(v) => Value::Vector(
+                v.into_iter()
+                    .map(|s| Sample {
+                        labels: s.labels,
+                        t,
+                        v: s.v,
+                    })
+                    .collect(),
+            ),
+            Val::Matrix(m) => Value::Matrix(m.series),
+        })
     }
 
     /// Evaluates `query` at every step from `start` to `end` (milliseconds, inclusive).
@@ -93,7 +125,91 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<Vec<Series>, EvalError> {
-        let _ = (storage, query, start, end, step);
-        Err(EvalError::Execution("not built yet".into()))
+        let expr = Self::parse(query)?;
+        self.range_expr(storage, &expr, start, end, step)
     }
+
+    /// Evaluates an already parsed expression over a range of steps.
+    pub fn range_expr(
+        &self,
+        storage: &Storage,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Vec<Series>, EvalError> {
+        if step <= 0 {
+            return Err(EvalError::Execution(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(EvalError::Execution(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let ev = Evaluator::new(storage, &self.opts, start, end);
+        let mut series: HashMap<Labels, Vec<Point>> = HashMap::new();
+        let mut total = 0usize;
+        let mut t = start;
+        while t <= end {
+            ev.begin_step()?;
+            let added = match ev.eval(expr, t)? {
+                Val::Scalar(v) => {
+                    series
+                        .entry(Labels::empty())
+                        .or_default()
+                        .push(Point { t, v });
+                    1
+                }
+                Val::Vector(v) => {
+                    let n = v.len();
+                    for s in v {
+                        series
+                            .entry(s.labels)
+                            .or_default()
+                            .push(Point { t, v: s.v });
+                    }
+                    n
+                }
+                other => {
+                    return Err(EvalError::Execution(format!(
+                        "invalid expression type {:?} for range query, must be Scalar or instant Vector",
+                        match other {
+                            Val::Matrix(_) => "range vector",
+                            _ => "string",
+                        }
+                    )));
+                }
+            };
+            total += added;
+            if total > self.opts.max_samples {
+                return Err(EvalError::TooManySamples);
+            }
+            t += step;
+        }
+        let mut out: Vec<Series> = series
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+}
+
+/// `holt_winters` was renamed in Prometheus 3, and the parser only knows the new name; rules
+/// written for Prometheus 2 still use the old one.
+fn register_removed_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Registration only fails on a clash with a built-in, which would mean the parser
+        // learned the name itself; either way the name then parses.
+        let _ = promql_parser::parser::register_extra_functions(vec![Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        )]);
+    });
 }

@@ -7,6 +7,7 @@
 //! and lookback boundaries of Prometheus 3.
 
 pub mod engine;
+mod eval;
 pub mod storage;
 pub mod value;
 

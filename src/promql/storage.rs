@@ -127,7 +127,7 @@ impl Storage {
 
     /// The series whose labels satisfy every matcher. A matcher on a label the series lacks is
     /// checked against the empty string, as in Prometheus.
-    pub fn select<'a>(&'a self, matchers: &'a [Matcher]) -> Vec<SeriesView<'a>> {
+    pub fn select<'a>(&'a self, matchers: &[Matcher]) -> Vec<SeriesView<'a>> {
         let name_eq = matchers
             .iter()
             .find(|m| m.name == METRIC_NAME && matches!(m.op, MatchOp::Equal));
@@ -213,7 +213,11 @@ mod tests {
     #[test]
     fn select_checks_absent_labels_against_the_empty_string() {
         let mut s = Storage::new();
-        s.append(&Labels::from_pairs([("__name__", "up"), ("job", "a")]), 0, 1.0);
+        s.append(
+            &Labels::from_pairs([("__name__", "up"), ("job", "a")]),
+            0,
+            1.0,
+        );
         s.append(&Labels::from_pairs([("__name__", "up")]), 0, 1.0);
         let m = [eq("__name__", "up"), eq("job", "")];
         assert_eq!(s.select(&m).len(), 1);

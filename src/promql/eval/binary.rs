@@ -1,0 +1,295 @@
+//! Binary operators: arithmetic, comparisons (filtering or `bool`), and the set operators, with
+//! `on`/`ignoring` matching and `group_left`/`group_right` cardinalities.
+
+use std::collections::{HashMap, HashSet};
+
+use promql_parser::parser::token::{
+    T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
+    T_MUL, T_NEQ, T_POW, T_SUB, TokenId,
+};
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use super::{Evaluator, Sample, Val, check_unique};
+use crate::promql::engine::EvalError;
+use crate::promql::value::{Labels, METRIC_NAME};
+
+pub(super) fn eval<'s>(ev: &Evaluator<'s>, b: &'s BinaryExpr, t: i64) -> Result<Val, EvalError> {
+    let op = b.op.id();
+    let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    let lhs = ev.eval(&b.lhs, t)?;
+    let rhs = ev.eval(&b.rhs, t)?;
+    match (lhs, rhs) {
+        (Val::Scalar(l), Val::Scalar(r)) => {
+            let (v, keep) = scalar_op(op, l, r)?;
+            if is_comparison(op) {
+                // Between scalars a comparison needs `bool`; the parser enforces it.
+                Ok(Val::Scalar(if keep { 1.0 } else { 0.0 }))
+            } else {
+                Ok(Val::Scalar(v))
+            }
+        }
+        (Val::Vector(l), Val::Scalar(r)) => {
+            vector_scalar(op, l, r, false, return_bool, ev.v3(), t).map(Val::Vector)
+        }
+        (Val::Scalar(l), Val::Vector(r)) => {
+            vector_scalar(op, r, l, true, return_bool, ev.v3(), t).map(Val::Vector)
+        }
+        (Val::Vector(l), Val::Vector(r)) => {
+            let out = match op {
+                T_LAND | T_LOR | T_LUNLESS => set_op(op, b, l, r),
+                _ => vector_vector(op, b, l, r, return_bool, ev.v3(), t)?,
+            };
+            Ok(Val::Vector(out))
+        }
+        (l, r) => Err(EvalError::Execution(format!(
+            "binary expression must contain only scalar and instant vector types, got {} and {}",
+            l.type_name(),
+            r.type_name()
+        ))),
+    }
+}
+
+fn is_comparison(op: TokenId) -> bool {
+    matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
+}
+
+/// Arithmetic drops the metric name: the result is no longer that metric. Prometheus 2 forgot
+/// `atan2` here; Prometheus 3 drops it for `atan2` too.
+fn drops_name(op: TokenId, v3: bool) -> bool {
+    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_MOD | T_POW) || (v3 && op == T_ATAN2)
+}
+
+/// Applies `op`: the value, and for comparisons whether the pair passes.
+fn scalar_op(op: TokenId, l: f64, r: f64) -> Result<(f64, bool), EvalError> {
+    Ok(match op {
+        T_ADD => (l + r, true),
+        T_SUB => (l - r, true),
+        T_MUL => (l * r, true),
+        T_DIV => (l / r, true),
+        T_MOD => (go_mod(l, r), true),
+        T_POW => (l.powf(r), true),
+        T_ATAN2 => (l.atan2(r), true),
+        T_EQLC => (l, l == r),
+        T_NEQ => (l, l != r),
+        T_GTR => (l, l > r),
+        T_LSS => (l, l < r),
+        T_GTE => (l, l >= r),
+        T_LTE => (l, l <= r),
+        _ => {
+            return Err(EvalError::Execution(
+                "operator not allowed between these operands".into(),
+            ));
+        }
+    })
+}
+
+/// Go's `math.Mod`: the result has the sign of the dividend, like Rust's `%` on floats.
+fn go_mod(l: f64, r: f64) -> f64 {
+    l % r
+}
+
+fn vector_scalar(
+    op: TokenId,
+    vector: Vec<Sample>,
+    scalar: f64,
+    scalar_on_left: bool,
+    return_bool: bool,
+    v3: bool,
+    t: i64,
+) -> Result<Vec<Sample>, EvalError> {
+    if matches!(op, T_LAND | T_LOR | T_LUNLESS) {
+        return Err(EvalError::Execution(
+            "set operator not allowed in binary scalar expression".into(),
+        ));
+    }
+    let comparison = is_comparison(op);
+    let mut out = Vec::with_capacity(vector.len());
+    for s in vector {
+        let (l, r) = if scalar_on_left {
+            (scalar, s.v)
+        } else {
+            (s.v, scalar)
+        };
+        let (mut v, keep) = scalar_op(op, l, r)?;
+        // A filtering comparison keeps the vector element's value, whichever side it is on.
+        if comparison {
+            v = s.v;
+        }
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            continue;
+        }
+        let labels = if return_bool || drops_name(op, v3) {
+            s.labels.without_name()
+        } else {
+            s.labels
+        };
+        out.push(Sample { labels, t, v });
+    }
+    check_unique(&out)?;
+    Ok(out)
+}
+
+/// How two vector elements are matched: by the `on` labels, or by all but the `ignoring` ones
+/// (and never by the metric name).
+struct Matching<'a> {
+    on: bool,
+    names: &'a [String],
+}
+
+impl Matching<'_> {
+    fn new(b: &BinaryExpr) -> Matching<'_> {
+        match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
+            Some(LabelModifier::Include(l)) => Matching {
+                on: true,
+                names: &l.labels,
+            },
+            Some(LabelModifier::Exclude(l)) => Matching {
+                on: false,
+                names: &l.labels,
+            },
+            None => Matching {
+                on: false,
+                names: &[],
+            },
+        }
+    }
+
+    fn signature(&self, l: &Labels) -> Labels {
+        if self.on {
+            l.filter(|k| self.names.iter().any(|n| n == k))
+        } else {
+            l.filter(|k| k != METRIC_NAME && !self.names.iter().any(|n| n == k))
+        }
+    }
+}
+
+fn set_op(op: TokenId, b: &BinaryExpr, l: Vec<Sample>, r: Vec<Sample>) -> Vec<Sample> {
+    let m = Matching::new(b);
+    match op {
+        T_LAND => {
+            let right: HashSet<Labels> = r.iter().map(|s| m.signature(&s.labels)).collect();
+            l.into_iter()
+                .filter(|s| right.contains(&m.signature(&s.labels)))
+                .collect()
+        }
+        T_LUNLESS => {
+            let right: HashSet<Labels> = r.iter().map(|s| m.signature(&s.labels)).collect();
+            l.into_iter()
+                .filter(|s| !right.contains(&m.signature(&s.labels)))
+                .collect()
+        }
+        _ => {
+            let left: HashSet<Labels> = l.iter().map(|s| m.signature(&s.labels)).collect();
+            let mut out = l;
+            out.extend(
+                r.into_iter()
+                    .filter(|s| !left.contains(&m.signature(&s.labels))),
+            );
+            out
+        }
+    }
+}
+
+fn vector_vector(
+    op: TokenId,
+    b: &BinaryExpr,
+    lhs: Vec<Sample>,
+    rhs: Vec<Sample>,
+    return_bool: bool,
+    v3: bool,
+    t: i64,
+) -> Result<Vec<Sample>, EvalError> {
+    let m = Matching::new(b);
+    let card = b
+        .modifier
+        .as_ref()
+        .map(|m| m.card.clone())
+        .unwrap_or(VectorMatchCardinality::OneToOne);
+    let (include, one_to_many): (&[String], bool) = match &card {
+        VectorMatchCardinality::ManyToOne(l) => (&l.labels, false),
+        VectorMatchCardinality::OneToMany(l) => (&l.labels, true),
+        _ => (&[], false),
+    };
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    if lhs.is_empty() || rhs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The "many" side is iterated, the "one" side is looked up.
+    let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+    let mut one_by_sig: HashMap<Labels, &Sample> = HashMap::with_capacity(one.len());
+    for s in &one {
+        let sig = m.signature(&s.labels);
+        if let Some(dup) = one_by_sig.get(&sig) {
+            let side = if one_to_many { "left" } else { "right" };
+            return Err(EvalError::Execution(format!(
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                match_group(&m, &s.labels),
+                s.labels,
+                dup.labels
+            )));
+        }
+        one_by_sig.insert(sig, s);
+    }
+    let comparison = is_comparison(op);
+    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut out = Vec::new();
+    for ms in &many {
+        let sig = m.signature(&ms.labels);
+        let Some(os) = one_by_sig.get(&sig) else {
+            continue;
+        };
+        let (lv, rv) = if one_to_many {
+            (os.v, ms.v)
+        } else {
+            (ms.v, os.v)
+        };
+        let (mut v, keep) = scalar_op(op, lv, rv)?;
+        if comparison && !return_bool {
+            v = lv;
+        }
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            continue;
+        }
+        let mut labels = ms.labels.clone();
+        if drops_name(op, v3) || return_bool {
+            labels = labels.without_name();
+        }
+        if one_to_one {
+            labels = if m.on {
+                labels.filter(|k| m.names.iter().any(|n| n == k))
+            } else {
+                labels.filter(|k| !m.names.iter().any(|n| n == k))
+            };
+        }
+        for name in include {
+            labels = labels.with(name, os.labels.get(name).unwrap_or(""));
+        }
+        let seen = matched.entry(sig).or_default();
+        if one_to_one {
+            if !seen.is_empty() {
+                return Err(EvalError::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                ));
+            }
+            seen.insert(Labels::empty());
+        } else if !seen.insert(labels.clone()) {
+            return Err(EvalError::Execution(
+                "multiple matches for labels: grouping labels must ensure unique matches".into(),
+            ));
+        }
+        out.push(Sample { labels, t, v });
+    }
+    Ok(out)
+}
+
+fn match_group(m: &Matching<'_>, l: &Labels) -> Labels {
+    if m.on {
+        l.filter(|k| m.names.iter().any(|n| n == k))
+    } else {
+        l.filter(|k| !m.names.iter().any(|n| n == k))
+    }
+}

@@ -1,0 +1,463 @@
+//! Evaluation of a parsed PromQL expression.
+//!
+//! Every expression is evaluated one instant at a time: a range query is a loop of instant
+//! evaluations, and a subquery loops over its own steps. This keeps each operator a function
+//! from values at one timestamp to a value, close to how the PromQL documentation defines it.
+//! Selector lookups are cached per query, so the loop does not re-scan the index at each step.
+
+mod aggregate;
+mod binary;
+mod functions;
+mod histogram;
+mod over_time;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use regex::Regex;
+
+use super::engine::{EngineOptions, EvalError, Semantics};
+use super::storage::{SeriesView, Storage};
+use super::value::{Labels, METRIC_NAME, Point, Series, is_stale};
+
+/// One element of an instant vector during evaluation. `t` is the time of the sample a
+/// selector found (which `timestamp()` reports); every other operator sets it to the
+/// evaluation time.
+#[derive(Clone, Debug)]
+pub(crate) struct Sample {
+    pub labels: Labels,
+    pub t: i64,
+    pub v: f64,
+}
+
+/// A range vector with the window it was cut from, which rate extrapolation needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Matrix {
+    pub series: Vec<Series>,
+    /// Length of the window in milliseconds.
+    pub range: i64,
+    /// End of the window (evaluation time, shifted by `offset` and `@`).
+    pub end: i64,
+}
+
+/// A value during evaluation.
+#[derive(Clone, Debug)]
+pub(crate) enum Val {
+    Scalar(f64),
+    String(String),
+    Vector(Vec<Sample>),
+    Matrix(Matrix),
+}
+
+impl Val {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Val::Scalar(_) => "scalar",
+            Val::String(_) => "string",
+            Val::Vector(_) => "instant vector",
+            Val::Matrix(_) => "range vector",
+        }
+    }
+}
+
+type Selected<'s> = Rc<Vec<SeriesView<'s>>>;
+
+/// The state of one query: its data, settings, time limits and caches.
+pub(crate) struct Evaluator<'s> {
+    storage: &'s Storage,
+    opts: &'s EngineOptions,
+    /// Query start and end, which `@ start()` and `@ end()` refer to.
+    start: i64,
+    end: i64,
+    deadline: Instant,
+    selections: RefCell<HashMap<usize, Selected<'s>>>,
+    regexes: RefCell<HashMap<String, Regex>>,
+    /// Samples held by the step being evaluated.
+    samples: Cell<usize>,
+}
+
+pub(crate) fn millis(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn system_time_millis(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+fn offset_millis(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => millis(d),
+        Some(Offset::Neg(d)) => -millis(d),
+    }
+}
+
+impl<'s> Evaluator<'s> {
+    pub(crate) fn new(storage: &'s Storage, opts: &'s EngineOptions, start: i64, end: i64) -> Self {
+        Evaluator {
+            storage,
+            opts,
+            start,
+            end,
+            deadline: Instant::now() + opts.timeout,
+            selections: RefCell::new(HashMap::new()),
+            regexes: RefCell::new(HashMap::new()),
+            samples: Cell::new(0),
+        }
+    }
+
+    pub(crate) fn v3(&self) -> bool {
+        self.opts.semantics == Semantics::V3
+    }
+
+    /// Starts a new top-level step: the sample budget applies per step.
+    pub(crate) fn begin_step(&self) -> Result<(), EvalError> {
+        if Instant::now() > self.deadline {
+            return Err(EvalError::Timeout);
+        }
+        self.samples.set(0);
+        Ok(())
+    }
+
+    pub(crate) fn count_samples(&self, n: usize) -> Result<(), EvalError> {
+        let total = self.samples.get() + n;
+        self.samples.set(total);
+        if total > self.opts.max_samples {
+            return Err(EvalError::TooManySamples);
+        }
+        Ok(())
+    }
+
+    /// The time a selector reads at: `@` replaces the evaluation time, then `offset` shifts it.
+    fn reference_time(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
+        let base = match at {
+            None => t,
+            Some(AtModifier::Start) => self.start,
+            Some(AtModifier::End) => self.end,
+            Some(AtModifier::At(st)) => system_time_millis(st),
+        };
+        base - offset_millis(offset)
+    }
+
+    /// Series matching a selector, sorted by labels as Prometheus's index returns them.
+    fn select(&self, vs: &'s VectorSelector) -> Selected<'s> {
+        let key = vs as *const VectorSelector as usize;
+        if let Some(hit) = self.selections.borrow().get(&key) {
+            return hit.clone();
+        }
+        let mut alternatives: Vec<Vec<Matcher>> = vec![vs.matchers.matchers.clone()];
+        alternatives.extend(vs.matchers.or_matchers.iter().cloned());
+        let mut out: Vec<SeriesView<'s>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for mut matchers in alternatives {
+            if let Some(name) = &vs.name
+                && !matchers.iter().any(|m| m.name == METRIC_NAME)
+            {
+                matchers.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
+            }
+            if self.v3() {
+                matchers = matchers.into_iter().map(|m| self.dot_all(m)).collect();
+            }
+            for s in self.storage.select(&matchers) {
+                if seen.insert(s.labels as *const Labels as usize) {
+                    out.push(s);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(b.labels));
+        let out = Rc::new(out);
+        self.selections.borrow_mut().insert(key, out.clone());
+        out
+    }
+
+    /// Prometheus 3 compiles regex matchers so that `.` also matches a newline.
+    fn dot_all(&self, m: Matcher) -> Matcher {
+        let negate = match m.op {
+            MatchOp::Re(_) => false,
+            MatchOp::NotRe(_) => true,
+            _ => return m,
+        };
+        let mut cache = self.regexes.borrow_mut();
+        let re = cache.entry(m.value.clone()).or_insert_with(|| {
+            Regex::new(&format!("(?s)^(?:{})$", m.value)).unwrap_or_else(|_| match &m.op {
+                MatchOp::Re(r) | MatchOp::NotRe(r) => r.clone(),
+                _ => unreachable!("only regex matchers reach here"),
+            })
+        });
+        Matcher {
+            op: if negate {
+                MatchOp::NotRe(re.clone())
+            } else {
+                MatchOp::Re(re.clone())
+            },
+            name: m.name,
+            value: m.value,
+        }
+    }
+
+    /// Evaluates `expr` at time `t`.
+    pub(crate) fn eval(&self, expr: &'s Expr, t: i64) -> Result<Val, EvalError> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::VectorSelector(vs) => self.instant_selector(vs, t).map(Val::Vector),
+            Expr::MatrixSelector(ms) => {
+                let end = self.reference_time(&ms.vs.at, &ms.vs.offset, t);
+                let range = millis(&ms.range);
+                self.range_selector(&ms.vs, end, range)
+                    .map(|series| Val::Matrix(Matrix { series, range, end }))
+            }
+            Expr::Subquery(sq) => self.subquery(sq, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Val::Scalar(v) => Ok(Val::Scalar(-v)),
+                Val::Vector(v) => {
+                    let out: Vec<Sample> = v
+                        .into_iter()
+                        .map(|s| Sample {
+                            labels: self.drop_name(&s.labels),
+                            t,
+                            v: -s.v,
+                        })
+                        .collect();
+                    check_unique(&out)?;
+                    Ok(Val::Vector(out))
+                }
+                other => Err(EvalError::Execution(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+                    other.type_name()
+                ))),
+            },
+            Expr::Binary(b) => binary::eval(self, b, t),
+            Expr::Aggregate(a) => aggregate::eval(self, a, t),
+            Expr::Call(c) => functions::eval(self, c, t),
+            Expr::Extension(_) => Err(EvalError::Execution(
+                "extension expressions are not supported".into(),
+            )),
+        }
+    }
+
+    fn drop_name(&self, l: &Labels) -> Labels {
+        l.without_name()
+    }
+
+    /// The newest sample of each matching series within the lookback window.
+    pub(crate) fn instant_selector(
+        &self,
+        vs: &'s VectorSelector,
+        t: i64,
+    ) -> Result<Vec<Sample>, EvalError> {
+        let reference = self.reference_time(&vs.at, &vs.offset, t);
+        let lookback = millis(&self.opts.lookback);
+        let left_open = self.v3();
+        let series = self.select(vs);
+        let mut out = Vec::new();
+        for s in series.iter() {
+            let r = s.range(reference - lookback, reference, left_open);
+            if r.is_empty() {
+                continue;
+            }
+            let i = r.end - 1;
+            if is_stale(s.v[i]) {
+                continue;
+            }
+            out.push(Sample {
+                labels: s.labels.clone(),
+                t: s.t[i],
+                v: s.v[i],
+            });
+        }
+        self.count_samples(out.len())?;
+        Ok(out)
+    }
+
+    /// The samples of each matching series in `[end - range, end]`, staleness markers left out.
+    fn range_selector(
+        &self,
+        vs: &'s VectorSelector,
+        end: i64,
+        range: i64,
+    ) -> Result<Vec<Series>, EvalError> {
+        let left_open = self.v3();
+        let series = self.select(vs);
+        let mut out = Vec::new();
+        let mut total = 0;
+        for s in series.iter() {
+            let r = s.range(end - range, end, left_open);
+            let points: Vec<Point> = r
+                .filter(|&i| !is_stale(s.v[i]))
+                .map(|i| Point {
+                    t: s.t[i],
+                    v: s.v[i],
+                })
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            total += points.len();
+            out.push(Series {
+                labels: s.labels.clone(),
+                points,
+            });
+        }
+        self.count_samples(total)?;
+        Ok(out)
+    }
+
+    fn subquery(
+        &self,
+        sq: &'s promql_parser::parser::SubqueryExpr,
+        t: i64,
+    ) -> Result<Val, EvalError> {
+        let end = self.reference_time(&sq.at, &sq.offset, t);
+        let range = millis(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map(millis)
+            .unwrap_or_else(|| millis(&self.opts.default_subquery_step));
+        if step <= 0 {
+            return Err(EvalError::Execution(
+                "subquery step must be positive".into(),
+            ));
+        }
+        let lower = end - range;
+        // Steps are aligned to multiples of the step, counted from the epoch.
+        let mut first = lower.div_euclid(step) * step;
+        if first < lower || (self.v3() && first == lower) {
+            first += step;
+        }
+        let mut by_labels: HashMap<Labels, Vec<Point>> = HashMap::new();
+        let mut order: Vec<Labels> = Vec::new();
+        let mut total = 0;
+        let mut ts = first;
+        while ts <= end {
+            if Instant::now() > self.deadline {
+                return Err(EvalError::Timeout);
+            }
+            let saved = self.samples.get();
+            let v = self.eval(&sq.expr, ts)?;
+            self.samples.set(saved);
+            match v {
+                Val::Scalar(v) => push_point(&mut by_labels, &mut order, Labels::empty(), ts, v),
+                Val::Vector(samples) => {
+                    for s in samples {
+                        push_point(&mut by_labels, &mut order, s.labels, ts, s.v);
+                    }
+                }
+                other => {
+                    return Err(EvalError::Execution(format!(
+                        "subquery is only allowed on instant vector, got {} instead",
+                        other.type_name()
+                    )));
+                }
+            }
+            total += 1;
+            ts += step;
+        }
+        let _ = total;
+        let series: Vec<Series> = order
+            .into_iter()
+            .map(|labels| {
+                let points = by_labels.remove(&labels).unwrap_or_default();
+                Series { labels, points }
+            })
+            .collect();
+        self.count_samples(series.iter().map(|s| s.points.len()).sum())?;
+        Ok(Val::Matrix(Matrix { series, range, end }))
+    }
+}
+
+fn push_point(
+    by_labels: &mut HashMap<Labels, Vec<Point>>,
+    order: &mut Vec<Labels>,
+    labels: Labels,
+    t: i64,
+    v: f64,
+) {
+    match by_labels.get_mut(&labels) {
+        Some(points) => points.push(Point { t, v }),
+        None => {
+            order.push(labels.clone());
+            by_labels.insert(labels, vec![Point { t, v }]);
+        }
+    }
+}
+
+/// Prometheus refuses a vector with two elements of the same label set (e.g. `rate()` over two
+/// metrics whose labels differ only in the name).
+pub(crate) fn check_unique(v: &[Sample]) -> Result<(), EvalError> {
+    if v.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    for s in v {
+        if !seen.insert(&s.labels) {
+            return Err(EvalError::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The evaluator's argument accessor for functions and aggregations.
+pub(crate) fn expect_scalar(v: Val, what: &str) -> Result<f64, EvalError> {
+    match v {
+        Val::Scalar(s) => Ok(s),
+        other => Err(EvalError::Execution(format!(
+            "expected scalar for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+pub(crate) fn expect_vector(v: Val, what: &str) -> Result<Vec<Sample>, EvalError> {
+    match v {
+        Val::Vector(s) => Ok(s),
+        other => Err(EvalError::Execution(format!(
+            "expected instant vector for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+pub(crate) fn expect_matrix(v: Val, what: &str) -> Result<Matrix, EvalError> {
+    match v {
+        Val::Matrix(m) => Ok(m),
+        other => Err(EvalError::Execution(format!(
+            "expected range vector for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+pub(crate) fn expect_string(v: Val, what: &str) -> Result<String, EvalError> {
+    match v {
+        Val::String(s) => Ok(s),
+        other => Err(EvalError::Execution(format!(
+            "expected string for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Compensated (Kahan-Neumaier) summation step, as Prometheus uses for sums and averages.
+pub(crate) fn kahan_add(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
