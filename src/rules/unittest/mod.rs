@@ -54,6 +54,10 @@ pub struct RulesTestArgs {
     pub semantics: SemanticsArg,
 }
 
+fn quiet() -> tracing::Dispatch {
+    tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default())
+}
+
 /// Runs every file, printing promtool's report: `Unit Testing:  FILE`, then `  SUCCESS` on
 /// `out`, or `  FAILED:` and the failures on `err`. Returns whether every file passed.
 pub fn run_files(
@@ -62,10 +66,14 @@ pub fn run_files(
     err: &mut dyn Write,
 ) -> std::io::Result<bool> {
     // Templates may call `query`, which runs synchronously inside an evaluation: that needs
-    // the multi-threaded runtime.
+    // the multi-threaded runtime. The evaluator logs failed rules and templates; here they are
+    // part of the report, so its threads log nothing.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
+        .on_thread_start(|| {
+            std::mem::forget(tracing::dispatcher::set_default(&quiet()));
+        })
         .build()?;
     let opts = Options {
         semantics: args.semantics.into(),
@@ -75,7 +83,9 @@ pub fn run_files(
         writeln!(out, "Unit Testing:  {}", file.display())?;
         out.flush()?;
         let mut warnings = Vec::new();
-        let result = runtime.block_on(test_file(file, opts, &mut warnings));
+        let result = tracing::dispatcher::with_default(&quiet(), || {
+            runtime.block_on(test_file(file, opts, &mut warnings))
+        });
         for w in warnings {
             writeln!(err, "  WARNING: {w}")?;
         }

@@ -126,17 +126,39 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// A string field that YAML may also give as a number or boolean (`values: 1`), as Go's YAML
-/// decoder turns any scalar into a string.
+/// A string field that YAML may also give as a number or boolean (`values: 1`). Like Go's YAML
+/// decoder, the scalar's text is kept as written: `0x10` stays `0x10` (0, eleven times), it is
+/// not read as the hexadecimal number 16.
 fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    use serde_yaml_ng::Value;
-    match Value::deserialize(d)? {
-        Value::Null => Ok(String::new()),
-        Value::String(s) => Ok(s),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        _ => Err(serde::de::Error::custom("expected a string")),
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<String, E> {
+            Ok(String::new())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<String, E> {
+            Ok(String::new())
+        }
     }
+    d.deserialize_str(Text)
 }
 
 /// A Prometheus duration (`5m`, `1h30m`, `0`).
@@ -157,10 +179,11 @@ mod tests {
     #[test]
     fn a_minimal_file_and_scalar_values_decode() {
         let f: TestFile = serde_yaml_ng::from_str(
-            "rule_files: [r.yml]\ntests:\n- input_series:\n  - {series: x, values: 1}\n  promql_expr_test:\n  - {expr: x, eval_time: 0, exp_samples: [{labels: x, value: 1}]}\n",
+            "rule_files: [r.yml]\ntests:\n- input_series:\n  - {series: x, values: 1}\n  - {series: y, values: 0x10}\n  promql_expr_test:\n  - {expr: x, eval_time: 0, exp_samples: [{labels: x, value: 1}]}\n",
         )
         .unwrap();
         assert_eq!(f.tests[0].input_series[0].values, "1");
+        assert_eq!(f.tests[0].input_series[1].values, "0x10", "kept as written");
         assert_eq!(f.tests[0].interval, None);
         assert_eq!(f.tests[0].promql_expr_test[0].eval_time, Some(Duration::ZERO));
     }
