@@ -8,6 +8,7 @@
 
 pub mod alert;
 pub mod api;
+pub mod data_file;
 pub mod datasource;
 pub mod embedded;
 pub mod group;
@@ -50,8 +51,9 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 #[derive(Clone, Debug, Args)]
 pub struct DatasourceArgs {
     /// Base URL of the Prometheus HTTP API (Prometheus, Thanos, Mimir's /prometheus, VictoriaMetrics).
+    /// Required by `evaluator`; `replay` takes it or `--data`.
     #[arg(long, env = "KUBESIGNAL_DATASOURCE_URL")]
-    pub datasource_url: String,
+    pub datasource_url: Option<String>,
 
     /// Timeout of one query request.
     #[arg(long, env = "KUBESIGNAL_DATASOURCE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -82,7 +84,7 @@ impl DatasourceArgs {
     /// The HTTP client these flags describe.
     pub fn build(&self) -> Result<HttpDatasource, datasource::DatasourceError> {
         HttpDatasource::new(HttpConfig {
-            url: self.datasource_url.clone(),
+            url: self.datasource_url.clone().unwrap_or_default(),
             timeout: self.datasource_timeout,
             bearer_token_file: self.datasource_bearer_token_file.clone(),
             basic_auth_username: self.datasource_basic_auth_username.clone(),
@@ -95,6 +97,7 @@ impl DatasourceArgs {
 
 /// Flags of `kubesignal evaluator`.
 #[derive(Clone, Debug, Args)]
+#[command(group(clap::ArgGroup::new("datasource-source").required(true).args(["datasource_url"])))]
 pub struct EvaluatorArgs {
     /// Rule file, directory or glob (repeatable). Plain Prometheus rule files and
     /// PrometheusRule resources.
@@ -383,7 +386,7 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
             let mut config = crate::notify::NotifierConfig::new(file, &args.external_url);
             config.templates_dir = args.templates_dir.clone();
             let mut querier = crate::notify::context::PrometheusQuerier::new(
-                &args.datasource.datasource_url,
+                args.datasource.datasource_url.as_deref().unwrap_or_default(),
                 reqwest::Client::new(),
             );
             if let Some(token) = &args.datasource.datasource_bearer_token_file {
@@ -570,10 +573,26 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     Ok(())
 }
 
-/// Runs `kubesignal replay`, writing the timeline to stdout.
+/// Runs `kubesignal replay`, writing the timeline to stdout: over the remote datasource, or,
+/// with `--data`, over the file's samples in an in-process store that also takes the recording
+/// results back (so chained rules work without a remote-write endpoint).
 pub async fn run_replay(args: replay::ReplayArgs) -> Result<(), replay::ReplayError> {
-    let datasource = args.datasource.build()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    replay::replay(&args, &datasource, &mut out).await
+    match &args.data {
+        Some(path) => {
+            let storage = Arc::new(RwLock::new(data_file::load(path)?));
+            let engine = crate::promql::Engine::new(crate::promql::EngineOptions {
+                default_subquery_step: args.step,
+                ..Default::default()
+            });
+            let datasource = embedded::EmbeddedDatasource::new(storage.clone(), engine);
+            let sink = storage_sink::StorageSink::new(storage);
+            replay::replay_with_sink(&args, &datasource, Some(&sink), &mut out).await
+        }
+        None => {
+            let datasource = args.datasource.build()?;
+            replay::replay(&args, &datasource, &mut out).await
+        }
+    }
 }
