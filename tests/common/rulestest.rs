@@ -167,3 +167,66 @@ pub fn unit_test_files(dir: &str) -> Vec<String> {
     out.sort();
     out
 }
+
+/// OpenMetrics text for replay tests: two hours and a half of samples every 15s from `base`
+/// (Unix seconds), shaped so that alerts go pending, fire, resolve, and get dropped while
+/// pending: a queue depth over 100 from minute 30 to 50 and from 90 to 93, a second queue whose
+/// series stops at minute 100, and request counters whose 5xx share jumps to about 23% from
+/// minute 60 to 80, with a counter reset at minute 70.
+pub fn replay_openmetrics(base: i64) -> String {
+    let steps = 150 * 4;
+    let at = |i: i64| format!("{}.{:03}", base + i * 15, 0);
+    let minute = |i: i64| i / 4;
+    let mut out = String::from("# HELP queue_depth Items waiting.\n# TYPE queue_depth gauge\n");
+    for i in 0..=steps {
+        let m = minute(i);
+        let a = if (30..50).contains(&m) || (90..93).contains(&m) { 150 } else { 50 };
+        out.push_str(&format!("queue_depth{{queue=\"a\"}} {a} {}\n", at(i)));
+    }
+    for i in 0..=steps {
+        if minute(i) >= 100 {
+            break;
+        }
+        out.push_str(&format!("queue_depth{{queue=\"b\"}} {} {}\n", 10 + i % 7, at(i)));
+    }
+    out.push_str("# HELP http_requests Requests served.\n# TYPE http_requests counter\n");
+    let mut ok = 0u64;
+    for i in 0..=steps {
+        if i == 70 * 4 {
+            ok = 0;
+        }
+        ok += 100;
+        out.push_str(&format!("http_requests_total{{code=\"200\"}} {ok} {}\n", at(i)));
+    }
+    let mut errors = 0u64;
+    for i in 0..=steps {
+        errors += if (60..80).contains(&minute(i)) { 30 } else { 2 };
+        out.push_str(&format!("http_requests_total{{code=\"500\"}} {errors} {}\n", at(i)));
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// Rules for replay tests over [`replay_openmetrics`]: alerts with and without `for`, on
+/// gauges, rates and `absent`, and a recording rule.
+pub const REPLAY_RULES: &str = r#"groups:
+  - name: replay
+    rules:
+      - record: queue:depth:sum
+        expr: sum by (queue) (queue_depth)
+      - alert: QueueBacklog
+        expr: queue_depth > 100
+        for: 5m
+        labels: {severity: ticket}
+        annotations:
+          summary: "queue {{ $labels.queue }} holds {{ $value }} items"
+      - alert: HighErrorRatio
+        expr: sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m])) > 0.1
+        for: 2m
+        labels: {severity: page}
+        annotations:
+          summary: "{{ $value | humanizePercentage }} of requests fail"
+      - alert: QueueGone
+        expr: absent(queue_depth{queue="b"})
+        for: 1m
+"#;
