@@ -134,14 +134,20 @@ fn replay_over_a_file_matches_replay_over_prometheus_loaded_from_the_same_file()
         .iter()
         .filter(|l| l.contains(r#""QueueBacklog" "pending""#))
         .count();
-    assert_eq!(backlog_pending, 2, "two backlogs, one too short to fire: {ours_t:#?}");
+    assert_eq!(
+        backlog_pending, 2,
+        "two backlogs, one too short to fire: {ours_t:#?}"
+    );
 
     let (ours_r, theirs_r) = (recorded(&ours), recorded(&theirs));
     assert_eq!(ours_r.len(), theirs_r.len());
     assert!(!ours_r.is_empty());
     for ((k1, v1), (k2, v2)) in ours_r.iter().zip(&theirs_r) {
         assert_eq!(k1, k2);
-        assert!((v1 - v2).abs() <= 1e-9 * v2.abs().max(1.0), "{k1}: {v1} vs {v2}");
+        assert!(
+            (v1 - v2).abs() <= 1e-9 * v2.abs().max(1.0),
+            "{k1}: {v1} vs {v2}"
+        );
     }
 }
 
@@ -179,7 +185,12 @@ fn replay_needs_a_datasource_url_or_a_data_file_but_not_both() {
             .env_remove("KUBESIGNAL_CONFIG")
             .env_remove("KUBESIGNAL_DATASOURCE_URL")
             .env_remove("KUBESIGNAL_DATA")
-            .args(["replay", "--rules=r.yaml", "--from=2023-11-14T22:13:20Z", "--to=2023-11-14T23:13:20Z"])
+            .args([
+                "replay",
+                "--rules=r.yaml",
+                "--from=2023-11-14T22:13:20Z",
+                "--to=2023-11-14T23:13:20Z",
+            ])
             .args(args)
             .output()
             .unwrap()

@@ -8,9 +8,7 @@ mod rulestest;
 
 use std::path::Path;
 
-use rulestest::{
-    PROVENANCE_VERDICTS, fixtures, kubesignal_test, promtool_test, unit_test_files,
-};
+use rulestest::{PROVENANCE_VERDICTS, fixtures, kubesignal_test, promtool_test, unit_test_files};
 
 /// Runs both tools on every unit-test file under `dir` and asserts that each gives promtool
 /// 2.42's verdict as PROVENANCE.md records it. Prints the verdict table.
@@ -134,7 +132,11 @@ tests:
     );
     let ours = kubesignal_test(&test, &[]);
     assert_eq!(ours.code, Some(1), "{}", ours.describe());
-    assert!(ours.stdout.starts_with("Unit Testing:  wrong.test.yaml"), "{}", ours.describe());
+    assert!(
+        ours.stdout.starts_with("Unit Testing:  wrong.test.yaml"),
+        "{}",
+        ours.describe()
+    );
     assert!(
         ours.stderr.contains("  FAILED:")
             && ours.stderr.contains("alertname: HighErrors, time: 1m,")
@@ -168,7 +170,11 @@ tests:
 #[test]
 fn a_wrong_expression_result_fails_showing_expected_and_actual_samples() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "rules.yaml", "groups:\n  - name: r\n    rules:\n      - record: job:errors:sum\n        expr: sum by (job) (errors)\n");
+    write(
+        dir.path(),
+        "rules.yaml",
+        "groups:\n  - name: r\n    rules:\n      - record: job:errors:sum\n        expr: sum by (job) (errors)\n",
+    );
     let test = write(
         dir.path(),
         "t.yaml",
@@ -189,8 +195,12 @@ tests:
     assert_eq!(ours.code, Some(1), "{}", ours.describe());
     assert!(
         ours.stderr.contains(r#"expr: "job:errors:sum", time: 5m,"#)
-            && ours.stderr.contains(r#"exp: {__name__="job:errors:sum", job="api"} 9E+00"#)
-            && ours.stderr.contains(r#"got: {__name__="job:errors:sum", job="api"} 8E+00"#),
+            && ours
+                .stderr
+                .contains(r#"exp: {__name__="job:errors:sum", job="api"} 9E+00"#)
+            && ours
+                .stderr
+                .contains(r#"got: {__name__="job:errors:sum", job="api"} 8E+00"#),
         "{}",
         ours.describe()
     );
@@ -243,12 +253,17 @@ fn the_bundled_slo_unit_tests_fail_when_the_page_is_not_expected() {
         "broken.test.yaml",
         &text
             .replace("../slo-demo.rules.yaml", "slo-demo.rules.yaml")
-            .replacen(r#"burn_rate_threshold: "14.4""#, r#"burn_rate_threshold: "14.5""#, 1),
+            .replacen(
+                r#"burn_rate_threshold: "14.4""#,
+                r#"burn_rate_threshold: "14.5""#,
+                1,
+            ),
     );
     let ours = kubesignal_test(&broken, &[]);
     assert_eq!(ours.code, Some(1), "{}", ours.describe());
     assert!(
-        ours.stderr.contains("alertname: SLOErrorBudgetBurn, time: 1h,"),
+        ours.stderr
+            .contains("alertname: SLOErrorBudgetBurn, time: 1h,"),
         "{}",
         ours.describe()
     );
@@ -258,4 +273,18 @@ fn the_bundled_slo_unit_tests_fail_when_the_page_is_not_expected() {
 fn promtool_agrees_with_the_bundled_slo_unit_tests() {
     let run = promtool_test(&bundled_slo_test());
     assert_eq!(run.code, Some(0), "{}", run.describe());
+}
+
+#[test]
+fn with_prometheus_3_semantics_the_files_written_for_it_pass() {
+    // PROVENANCE.md: absent_alert-test.yaml expects Prometheus 3's left-open lookback, and
+    // publishing_api_tests.yaml the newer promtool's default `interval`. Both fail under 2.42
+    // (checked above) and pass with --semantics v3.
+    for rel in [
+        "kubernetes-mixin/tests/absent_alert-test.yaml",
+        "govuk/publishing_api_tests.yaml",
+    ] {
+        let run = kubesignal_test(&fixtures().join(rel), &["--semantics", "v3"]);
+        assert_eq!(run.code, Some(0), "{rel}: {}", run.describe());
+    }
 }

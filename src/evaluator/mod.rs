@@ -386,7 +386,10 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
             let mut config = crate::notify::NotifierConfig::new(file, &args.external_url);
             config.templates_dir = args.templates_dir.clone();
             let mut querier = crate::notify::context::PrometheusQuerier::new(
-                args.datasource.datasource_url.as_deref().unwrap_or_default(),
+                args.datasource
+                    .datasource_url
+                    .as_deref()
+                    .unwrap_or_default(),
                 reqwest::Client::new(),
             );
             if let Some(token) = &args.datasource.datasource_bearer_token_file {

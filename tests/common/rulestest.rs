@@ -99,7 +99,10 @@ pub fn fixtures() -> PathBuf {
 /// `fixtures/rules/PROVENANCE.md` (path relative to the fixtures, passes?).
 pub const PROVENANCE_VERDICTS: &[(&str, bool)] = &[
     ("kubernetes-mixin/tests/absent_alert-test.yaml", false),
-    ("kubernetes-mixin/tests/apiserver-availability-test.yaml", true),
+    (
+        "kubernetes-mixin/tests/apiserver-availability-test.yaml",
+        true,
+    ),
     ("kubernetes-mixin/tests/apps_alerts-test.yaml", true),
     ("kubernetes-mixin/tests/kube_scheduler-test.yaml", true),
     ("kubernetes-mixin/tests/kubelet-test.yaml", true),
@@ -159,7 +162,11 @@ pub fn unit_test_files(dir: &str) -> Vec<String> {
             let is_test = text.lines().any(|l| l.starts_with("tests:"))
                 && !text.lines().any(|l| l.starts_with("groups:"));
             if is_test {
-                let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+                let rel = p
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 out.push(rel);
             }
         }
@@ -180,14 +187,22 @@ pub fn replay_openmetrics(base: i64) -> String {
     let mut out = String::from("# HELP queue_depth Items waiting.\n# TYPE queue_depth gauge\n");
     for i in 0..=steps {
         let m = minute(i);
-        let a = if (30..50).contains(&m) || (90..93).contains(&m) { 150 } else { 50 };
+        let a = if (30..50).contains(&m) || (90..93).contains(&m) {
+            150
+        } else {
+            50
+        };
         out.push_str(&format!("queue_depth{{queue=\"a\"}} {a} {}\n", at(i)));
     }
     for i in 0..=steps {
         if minute(i) >= 100 {
             break;
         }
-        out.push_str(&format!("queue_depth{{queue=\"b\"}} {} {}\n", 10 + i % 7, at(i)));
+        out.push_str(&format!(
+            "queue_depth{{queue=\"b\"}} {} {}\n",
+            10 + i % 7,
+            at(i)
+        ));
     }
     out.push_str("# HELP http_requests Requests served.\n# TYPE http_requests counter\n");
     let mut ok = 0u64;
@@ -196,12 +211,18 @@ pub fn replay_openmetrics(base: i64) -> String {
             ok = 0;
         }
         ok += 100;
-        out.push_str(&format!("http_requests_total{{code=\"200\"}} {ok} {}\n", at(i)));
+        out.push_str(&format!(
+            "http_requests_total{{code=\"200\"}} {ok} {}\n",
+            at(i)
+        ));
     }
     let mut errors = 0u64;
     for i in 0..=steps {
         errors += if (60..80).contains(&minute(i)) { 30 } else { 2 };
-        out.push_str(&format!("http_requests_total{{code=\"500\"}} {errors} {}\n", at(i)));
+        out.push_str(&format!(
+            "http_requests_total{{code=\"500\"}} {errors} {}\n",
+            at(i)
+        ));
     }
     out.push_str("# EOF\n");
     out

@@ -185,15 +185,17 @@ mod tests {
         assert_eq!(f.tests[0].input_series[0].values, "1");
         assert_eq!(f.tests[0].input_series[1].values, "0x10", "kept as written");
         assert_eq!(f.tests[0].interval, None);
-        assert_eq!(f.tests[0].promql_expr_test[0].eval_time, Some(Duration::ZERO));
+        assert_eq!(
+            f.tests[0].promql_expr_test[0].eval_time,
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]
     fn an_unknown_field_is_an_error_naming_it_and_its_line() {
-        let e = serde_yaml_ng::from_str::<TestFile>(
-            "tests:\n- interval: 1m\n  start_timestamp: 0\n",
-        )
-        .unwrap_err();
+        let e =
+            serde_yaml_ng::from_str::<TestFile>("tests:\n- interval: 1m\n  start_timestamp: 0\n")
+                .unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("start_timestamp"), "{msg}");
         assert_eq!(e.location().map(|l| l.line()), Some(3), "{msg}");

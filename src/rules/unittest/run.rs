@@ -36,8 +36,12 @@ pub type FileResult = Result<(), Vec<String>>;
 /// Reads, runs and checks one test file. Warnings (rule file patterns that match nothing) go
 /// to `warn`.
 pub async fn test_file(path: &Path, opts: Options, warn: &mut Vec<String>) -> FileResult {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("{}: cannot read the test file: {e}", path.display())])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![format!(
+            "{}: cannot read the test file: {e}",
+            path.display()
+        )]
+    })?;
     let file: TestFile = serde_yaml_ng::from_str(&text).map_err(|e| {
         let at = e
             .location()
@@ -346,11 +350,8 @@ async fn run_group(
         }
         got.sort_by(|a, b| a.0.cmp(&b.0));
         exp.sort_by(|a, b| a.0.cmp(&b.0));
-        let same = got.len() == exp.len()
-            && got
-                .iter()
-                .zip(&exp)
-                .all(|(g, e)| g.0 == e.0 && g.1 == e.1);
+        let same =
+            got.len() == exp.len() && got.iter().zip(&exp).all(|(g, e)| g.0 == e.0 && g.1 == e.1);
         if !same {
             errors.push(format!(
                 "{at},\n        exp: {}\n        got: {}",
@@ -431,7 +432,9 @@ fn map_text(m: &AlertLabels) -> String {
 }
 
 fn indent(text: &str, prefix: &str) -> String {
-    text.lines().collect::<Vec<_>>().join(&format!("\n{prefix}"))
+    text.lines()
+        .collect::<Vec<_>>()
+        .join(&format!("\n{prefix}"))
 }
 
 fn samples_text(samples: &[(Labels, f64)]) -> String {
@@ -476,7 +479,7 @@ pub fn go_duration(ms: i64) -> String {
     let h = ms / 3_600_000;
     let m = ms / 60_000 % 60;
     let s = ms % 60_000;
-    let secs = if s % 1000 == 0 {
+    let secs = if s.is_multiple_of(1000) {
         format!("{}s", s / 1000)
     } else {
         let frac = format!("{:03}", s % 1000);

@@ -63,10 +63,7 @@ pub fn parse_metric(text: &str) -> Result<Labels, SyntaxError> {
             if !is_name_start(b[i], false) {
                 return err(
                     i,
-                    format!(
-                        "unexpected character inside braces: {:?}",
-                        char_at(text, i)
-                    ),
+                    format!("unexpected character inside braces: {:?}", char_at(text, i)),
                 );
             }
             let start = i;
@@ -88,10 +85,7 @@ pub fn parse_metric(text: &str) -> Result<Labels, SyntaxError> {
                 Some(_) => {
                     return err(
                         i,
-                        format!(
-                            "unexpected character inside braces: {:?}",
-                            char_at(text, i)
-                        ),
+                        format!("unexpected character inside braces: {:?}", char_at(text, i)),
                     );
                 }
                 None => return err(i, "unexpected end of input inside braces"),
@@ -238,7 +232,10 @@ fn parse_number(s: &str, at: usize) -> Result<(f64, usize), SyntaxError> {
     if digits.is_empty() || digits == "." {
         return err(
             at + start,
-            format!("expected a number in series values, found {:?}", &s[start..]),
+            format!(
+                "expected a number in series values, found {:?}",
+                &s[start..]
+            ),
         );
     }
     let v: f64 = digits
@@ -299,8 +296,12 @@ fn parse_string(text: &str, at: usize) -> Result<(String, usize), SyntaxError> {
                     'u' => 4,
                     _ => 8,
                 };
-                let hex: String = (0..len).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
-                let code = u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == len);
+                let hex: String = (0..len)
+                    .filter_map(|_| chars.next().map(|(_, h)| h))
+                    .collect();
+                let code = u32::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == len);
                 match code.and_then(char::from_u32) {
                     Some(ch) => out.push(ch),
                     None => return err(pos, format!("invalid escape \\{e}{hex}")),
