@@ -148,7 +148,8 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let ev = Evaluator::new(storage, &self.opts, start, end);
+        let mut ev = Evaluator::new(storage, &self.opts, start, end);
+        ev.step = step;
         let mut series: HashMap<Labels, Vec<Point>> = HashMap::new();
         let mut total = 0usize;
         let mut t = start;

@@ -6,11 +6,12 @@
 //! datasource. Prometheus 2.x semantics are the default; [`Semantics::V3`] switches to the range
 //! and lookback boundaries of Prometheus 3.
 
+mod chunk;
 pub mod engine;
 mod eval;
 pub mod storage;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions, EvalError, Semantics};
-pub use storage::{SeriesView, Storage};
+pub use storage::{DecodeCache, SeriesView, Storage};
 pub use value::{Labels, Point, Sample, Series, Value, is_stale, stale_nan};

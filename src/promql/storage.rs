@@ -1,45 +1,313 @@
 //! An in-memory series store: what the engine reads from, what tests load into, and what the
 //! embedded evaluator scrapes into.
 //!
-//! Each series keeps its timestamps and values in two sorted vectors, so a range lookup is two
-//! binary searches and a slice. Series are found through a posting list per metric name; the
-//! remaining matchers are checked against each candidate's labels.
+//! Each series keeps its older samples in compressed [`Chunk`]s and its newest ones in a short
+//! uncompressed head, so appends are cheap and memory stays near two bytes per sample for
+//! regular scrapes. Series are found through a posting list per metric name; the remaining
+//! matchers are checked against each candidate's labels.
 
 use std::collections::HashMap;
 
 use promql_parser::label::{MatchOp, Matcher};
 
-use super::value::{Labels, METRIC_NAME};
+use super::chunk::Chunk;
+use super::value::{Labels, METRIC_NAME, Point};
+
+/// Samples kept uncompressed at the head of a series before they are sealed into a chunk.
+const HEAD_SAMPLES: usize = 120;
+
+/// Decoded chunks kept for the length of one query, so a range query's steps do not decode
+/// the same chunk again and again. Bounded: past the budget it starts over.
+#[derive(Debug, Default)]
+pub struct DecodeCache {
+    chunks: HashMap<usize, std::rc::Rc<Vec<Point>>>,
+    points: usize,
+}
+
+/// Decoded points a [`DecodeCache`] holds at most (16 bytes each).
+const DECODE_CACHE_POINTS: usize = 4_000_000;
+
+impl DecodeCache {
+    fn get(&mut self, c: &Chunk) -> std::rc::Rc<Vec<Point>> {
+        let key = c as *const Chunk as usize;
+        if let Some(hit) = self.chunks.get(&key) {
+            return hit.clone();
+        }
+        let mut v = Vec::new();
+        c.decode_into(&mut v);
+        if self.points + v.len() > DECODE_CACHE_POINTS {
+            self.chunks.clear();
+            self.points = 0;
+        }
+        self.points += v.len();
+        let v = std::rc::Rc::new(v);
+        self.chunks.insert(key, v.clone());
+        v
+    }
+}
 
 /// A read-only view of one stored series.
 #[derive(Clone, Copy, Debug)]
 pub struct SeriesView<'a> {
     /// The series' labels, `__name__` included.
     pub labels: &'a Labels,
-    /// Sample timestamps in milliseconds, ascending.
-    pub t: &'a [i64],
-    /// Sample values, one per timestamp.
-    pub v: &'a [f64],
+    series: &'a StoredSeries,
 }
 
 impl<'a> SeriesView<'a> {
-    /// Indices of the samples with `min <= t <= max` (or `min < t` when `left_open`).
-    pub fn range(&self, min: i64, max: i64, left_open: bool) -> std::ops::Range<usize> {
-        let lo = if left_open {
-            self.t.partition_point(|&t| t <= min)
-        } else {
-            self.t.partition_point(|&t| t < min)
-        };
-        let hi = self.t.partition_point(|&t| t <= max);
-        lo..hi.max(lo)
+    /// Appends to `out` the samples with `min <= t <= max` (or `min < t` when `left_open`), in
+    /// time order.
+    pub fn samples_into(&self, min: i64, max: i64, left_open: bool, out: &mut Vec<Point>) {
+        self.read(min, max, left_open, out, None);
+    }
+
+    /// As [`Self::samples_into`], reusing chunks decoded earlier in the same query.
+    pub fn samples_cached(
+        &self,
+        min: i64,
+        max: i64,
+        left_open: bool,
+        out: &mut Vec<Point>,
+        cache: &mut DecodeCache,
+    ) {
+        self.read(min, max, left_open, out, Some(cache));
+    }
+
+    fn read(
+        &self,
+        min: i64,
+        max: i64,
+        left_open: bool,
+        out: &mut Vec<Point>,
+        mut cache: Option<&mut DecodeCache>,
+    ) {
+        let after_min = |t: i64| if left_open { t > min } else { t >= min };
+        let chunks = &self.series.chunks;
+        let first = chunks.partition_point(|c| c.max_t < min);
+        let last = chunks.partition_point(|c| c.min_t <= max);
+        if first < last {
+            out.reserve(chunks[first..last].iter().map(|c| c.count as usize).sum());
+        }
+        for c in chunks.get(first..last).unwrap_or_default() {
+            let whole = after_min(c.min_t) && c.max_t <= max;
+            match cache.as_deref_mut() {
+                Some(cache) => {
+                    let points = cache.get(c);
+                    if whole {
+                        out.extend_from_slice(&points);
+                    } else {
+                        let lo = points.partition_point(|p| !after_min(p.t));
+                        let hi = points.partition_point(|p| p.t <= max);
+                        if lo < hi {
+                            out.extend_from_slice(&points[lo..hi]);
+                        }
+                    }
+                }
+                None => {
+                    let from = out.len();
+                    c.decode_into(out);
+                    if !whole {
+                        let mut kept = from;
+                        for i in from..out.len() {
+                            if after_min(out[i].t) && out[i].t <= max {
+                                out[kept] = out[i];
+                                kept += 1;
+                            }
+                        }
+                        out.truncate(kept);
+                    }
+                }
+            }
+        }
+        let head = &self.series.head;
+        let lo = head.partition_point(|p| !after_min(p.t));
+        let hi = head.partition_point(|p| p.t <= max);
+        if lo < hi {
+            out.extend_from_slice(&head[lo..hi]);
+        }
+    }
+
+    /// The samples with `min <= t <= max` (or `min < t` when `left_open`).
+    pub fn samples(&self, min: i64, max: i64, left_open: bool) -> Vec<Point> {
+        let mut out = Vec::new();
+        self.samples_into(min, max, left_open, &mut out);
+        out
+    }
+
+    /// Every sample of the series.
+    pub fn all_samples(&self) -> Vec<Point> {
+        self.samples(i64::MIN, i64::MAX, false)
+    }
+
+    /// The newest sample with `min <= t <= max` (or `min < t` when `left_open`).
+    pub fn last_in(&self, min: i64, max: i64, left_open: bool) -> Option<Point> {
+        self.last(min, max, left_open, None)
+    }
+
+    /// As [`Self::last_in`], reusing chunks decoded earlier in the same query.
+    pub fn last_cached(
+        &self,
+        min: i64,
+        max: i64,
+        left_open: bool,
+        cache: &mut DecodeCache,
+    ) -> Option<Point> {
+        self.last(min, max, left_open, Some(cache))
+    }
+
+    fn last(
+        &self,
+        min: i64,
+        max: i64,
+        left_open: bool,
+        cache: Option<&mut DecodeCache>,
+    ) -> Option<Point> {
+        let after_min = |t: i64| if left_open { t > min } else { t >= min };
+        let head = &self.series.head;
+        let hi = head.partition_point(|p| p.t <= max);
+        if hi > 0 {
+            let p = head[hi - 1];
+            return after_min(p.t).then_some(p);
+        }
+        // Not in the head: the newest chunk that starts at or before `max` holds it, if any.
+        let chunks = &self.series.chunks;
+        let i = chunks.partition_point(|c| c.min_t <= max);
+        if i == 0 {
+            return None;
+        }
+        let c = &chunks[i - 1];
+        if c.max_t < min {
+            return None;
+        }
+        let p = match cache {
+            Some(cache) => {
+                let points = cache.get(c);
+                let hi = points.partition_point(|p| p.t <= max);
+                points[..hi].last().copied()
+            }
+            None => {
+                let mut buf = Vec::new();
+                c.decode_into(&mut buf);
+                buf.into_iter().take_while(|p| p.t <= max).last()
+            }
+        }?;
+        after_min(p.t).then_some(p)
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether the series holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Time of the newest sample.
+    pub fn max_time(&self) -> Option<i64> {
+        self.series.max_time()
     }
 }
 
 #[derive(Debug, Default)]
 struct StoredSeries {
     labels: Labels,
-    t: Vec<i64>,
-    v: Vec<f64>,
+    chunks: Vec<Chunk>,
+    head: Vec<Point>,
+}
+
+impl StoredSeries {
+    fn len(&self) -> usize {
+        self.chunks.iter().map(|c| c.count as usize).sum::<usize>() + self.head.len()
+    }
+
+    fn max_time(&self) -> Option<i64> {
+        self.head
+            .last()
+            .map(|p| p.t)
+            .or_else(|| self.chunks.last().map(|c| c.max_t))
+    }
+
+    /// Adds a sample; returns whether the count grew (false when it replaced one).
+    fn append(&mut self, p: Point) -> bool {
+        let newest = self.max_time();
+        if newest.is_none_or(|m| p.t > m) {
+            self.head.push(p);
+            if self.head.len() >= HEAD_SAMPLES {
+                self.chunks.push(Chunk::encode(&self.head));
+                self.head.clear();
+            }
+            return true;
+        }
+        if self.head.first().is_some_and(|f| p.t >= f.t) || self.chunks.is_empty() {
+            return insert_sorted(&mut self.head, p);
+        }
+        // Older than the head: rewrite the chunk that covers it (rare: out-of-order loads).
+        let i = self
+            .chunks
+            .partition_point(|c| c.max_t < p.t)
+            .min(self.chunks.len() - 1);
+        let mut points = Vec::new();
+        self.chunks[i].decode_into(&mut points);
+        let grew = insert_sorted(&mut points, p);
+        self.chunks[i] = Chunk::encode(&points);
+        grew
+    }
+
+    /// Drops samples older than `min_t`; returns how many.
+    fn truncate_before(&mut self, min_t: i64) -> usize {
+        let mut removed = 0;
+        let whole = self.chunks.partition_point(|c| c.max_t < min_t);
+        removed += self.chunks[..whole]
+            .iter()
+            .map(|c| c.count as usize)
+            .sum::<usize>();
+        self.chunks.drain(..whole);
+        if let Some(c) = self.chunks.first()
+            && c.min_t < min_t
+        {
+            let mut points = Vec::new();
+            c.decode_into(&mut points);
+            let cut = points.partition_point(|p| p.t < min_t);
+            removed += cut;
+            self.chunks[0] = Chunk::encode(&points[cut..]);
+        }
+        if self.chunks.is_empty() {
+            let cut = self.head.partition_point(|p| p.t < min_t);
+            removed += cut;
+            self.head.drain(..cut);
+        }
+        removed
+    }
+
+    fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 48)
+                .sum::<usize>()
+            + self
+                .chunks
+                .iter()
+                .map(|c| c.size() + std::mem::size_of::<Chunk>())
+                .sum::<usize>()
+            + self.head.capacity() * std::mem::size_of::<Point>()
+    }
+}
+
+fn insert_sorted(v: &mut Vec<Point>, p: Point) -> bool {
+    match v.binary_search_by(|q| q.t.cmp(&p.t)) {
+        Ok(i) => {
+            v[i] = p;
+            false
+        }
+        Err(i) => {
+            v.insert(i, p);
+            true
+        }
+    }
 }
 
 /// The in-memory store.
@@ -64,26 +332,8 @@ impl Storage {
             Some(&id) => id,
             None => self.insert_series(labels.clone()),
         };
-        let s = &mut self.series[id];
-        match s.t.last() {
-            None => {
-                s.t.push(t);
-                s.v.push(v);
-                self.samples += 1;
-            }
-            Some(&last) if t > last => {
-                s.t.push(t);
-                s.v.push(v);
-                self.samples += 1;
-            }
-            Some(_) => match s.t.binary_search(&t) {
-                Ok(i) => s.v[i] = v,
-                Err(i) => {
-                    s.t.insert(i, t);
-                    s.v.insert(i, v);
-                    self.samples += 1;
-                }
-            },
+        if self.series[id].append(Point { t, v }) {
+            self.samples += 1;
         }
     }
 
@@ -94,8 +344,8 @@ impl Storage {
         self.by_labels.insert(labels.clone(), id);
         self.series.push(StoredSeries {
             labels,
-            t: Vec::new(),
-            v: Vec::new(),
+            chunks: Vec::new(),
+            head: Vec::new(),
         });
         id
     }
@@ -115,9 +365,15 @@ impl Storage {
         self.samples
     }
 
+    /// An estimate of the heap memory the samples and labels take, in bytes (index maps not
+    /// included).
+    pub fn memory_bytes(&self) -> usize {
+        self.series.iter().map(StoredSeries::memory_bytes).sum()
+    }
+
     /// The newest timestamp in the store, if any sample exists.
     pub fn max_time(&self) -> Option<i64> {
-        self.series.iter().filter_map(|s| s.t.last().copied()).max()
+        self.series.iter().filter_map(StoredSeries::max_time).max()
     }
 
     /// Every series, in insertion order.
@@ -154,18 +410,13 @@ impl Storage {
     pub fn truncate_before(&mut self, min_t: i64) {
         let mut removed = 0;
         for s in &mut self.series {
-            let cut = s.t.partition_point(|&t| t < min_t);
-            if cut > 0 {
-                s.t.drain(..cut);
-                s.v.drain(..cut);
-                removed += cut;
-            }
+            removed += s.truncate_before(min_t);
         }
         self.samples -= removed;
-        if self.series.iter().any(|s| s.t.is_empty()) {
+        if self.series.iter().any(|s| s.len() == 0) {
             let kept: Vec<StoredSeries> = std::mem::take(&mut self.series)
                 .into_iter()
-                .filter(|s| !s.t.is_empty())
+                .filter(|s| s.len() > 0)
                 .collect();
             let samples = self.samples;
             *self = Storage::default();
@@ -181,8 +432,7 @@ impl Storage {
 fn view(s: &StoredSeries) -> SeriesView<'_> {
     SeriesView {
         labels: &s.labels,
-        t: &s.t,
-        v: &s.v,
+        series: s,
     }
 }
 
@@ -192,6 +442,10 @@ mod tests {
 
     fn eq(name: &str, value: &str) -> Matcher {
         Matcher::new(MatchOp::Equal, name, value)
+    }
+
+    fn times(points: &[Point]) -> Vec<i64> {
+        points.iter().map(|p| p.t).collect()
     }
 
     #[test]
@@ -205,8 +459,9 @@ mod tests {
         let m = [eq("__name__", "up")];
         let got = s.select(&m);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].t, &[10, 20, 30]);
-        assert_eq!(got[0].v, &[1.0, 9.0, 3.0]);
+        let all = got[0].all_samples();
+        assert_eq!(times(&all), [10, 20, 30]);
+        assert_eq!(all.iter().map(|p| p.v).collect::<Vec<_>>(), [1.0, 9.0, 3.0]);
         assert_eq!(s.sample_count(), 3);
     }
 
@@ -226,7 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn range_is_closed_or_left_open() {
+    fn ranges_are_closed_or_left_open() {
         let mut s = Storage::new();
         let l = Labels::from_pairs([("__name__", "x")]);
         for t in [0, 10, 20, 30] {
@@ -234,9 +489,40 @@ mod tests {
         }
         let m = [eq("__name__", "x")];
         let v = s.select(&m)[0];
-        assert_eq!(v.range(10, 20, false), 1..3);
-        assert_eq!(v.range(10, 20, true), 2..3);
-        assert_eq!(v.range(40, 50, false), 4..4);
+        assert_eq!(times(&v.samples(10, 20, false)), [10, 20]);
+        assert_eq!(times(&v.samples(10, 20, true)), [20]);
+        assert!(v.samples(40, 50, false).is_empty());
+        assert_eq!(v.last_in(10, 25, false).map(|p| p.t), Some(20));
+        assert_eq!(v.last_in(20, 25, true), None);
+    }
+
+    #[test]
+    fn reads_span_sealed_chunks_and_the_head_alike() {
+        let mut s = Storage::new();
+        let l = Labels::from_pairs([("__name__", "c")]);
+        let n = HEAD_SAMPLES as i64 * 3 + 7;
+        for i in 0..n {
+            s.append(&l, i * 1000, i as f64);
+        }
+        let m = [eq("__name__", "c")];
+        let v = s.select(&m)[0];
+        assert_eq!(v.len(), n as usize);
+        let mid = v.samples(100_000, 250_000, false);
+        assert_eq!(mid.len(), 151);
+        assert!(mid.iter().all(|p| p.v * 1000.0 == p.t as f64));
+        assert_eq!(v.last_in(0, 130_500, false).map(|p| p.t), Some(130_000));
+        assert_eq!(
+            v.last_in(0, n * 1000, false).map(|p| p.t),
+            Some((n - 1) * 1000)
+        );
+        // An out-of-order sample lands inside a sealed chunk.
+        s.append(&l, 5_500, -1.0);
+        let v = s.select(&m)[0];
+        assert_eq!(
+            times(&v.samples(5_000, 6_000, false)),
+            [5_000, 5_500, 6_000]
+        );
+        assert!(s.memory_bytes() < s.sample_count() * 8);
     }
 
     #[test]
@@ -251,8 +537,21 @@ mod tests {
         assert_eq!(s.series_count(), 1);
         assert_eq!(s.sample_count(), 1);
         let m = [eq("__name__", "b")];
-        assert_eq!(s.select(&m)[0].t, &[100]);
+        assert_eq!(times(&s.select(&m)[0].all_samples()), [100]);
         s.append(&a, 200, 1.0);
         assert_eq!(s.series_count(), 2);
+    }
+
+    #[test]
+    fn truncation_cuts_inside_a_sealed_chunk() {
+        let mut s = Storage::new();
+        let l = Labels::from_pairs([("__name__", "c")]);
+        for i in 0..(HEAD_SAMPLES as i64 * 2) {
+            s.append(&l, i, 0.0);
+        }
+        s.truncate_before(50);
+        assert_eq!(s.sample_count(), HEAD_SAMPLES * 2 - 50);
+        let m = [eq("__name__", "c")];
+        assert_eq!(s.select(&m)[0].all_samples()[0].t, 50);
     }
 }

@@ -54,6 +54,17 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, a: &'s AggregateExpr, t: i64) -> Resu
         _ => None,
     };
 
+    if let Some(k) = k
+        && k.is_nan()
+    {
+        match op {
+            T_TOPK | T_BOTTOMK | T_LIMITK => {
+                return Err(EvalError::Execution("Parameter value is NaN".into()));
+            }
+            T_LIMIT_RATIO => return Err(EvalError::Execution("Ratio value is NaN".into())),
+            _ => {}
+        }
+    }
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in input {

@@ -223,11 +223,17 @@ fn vector_vector(
         let sig = m.signature(&s.labels);
         if let Some(dup) = one_by_sig.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
+            // Report the pair in sorted order, so the message is stable.
+            let (a, b) = if dup.labels <= s.labels {
+                (&dup.labels, &s.labels)
+            } else {
+                (&s.labels, &dup.labels)
+            };
             return Err(EvalError::Execution(format!(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                 match_group(&m, &s.labels),
-                s.labels,
-                dup.labels
+                braced(a),
+                braced(b)
             )));
         }
         one_by_sig.insert(sig, s);
@@ -248,6 +254,18 @@ fn vector_vector(
         let (mut v, keep) = scalar_op(op, lv, rv)?;
         if comparison && !return_bool {
             v = lv;
+        }
+        // Prometheus 3 checks the matching before filtering, so a filter cannot hide a
+        // many-to-one mistake; Prometheus 2 filtered first.
+        if v3 && !return_bool && !keep && one_to_one {
+            let seen = matched.entry(sig.clone()).or_default();
+            if !seen.is_empty() {
+                return Err(EvalError::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                ));
+            }
+            seen.insert(Labels::empty());
+            continue;
         }
         if return_bool {
             v = if keep { 1.0 } else { 0.0 };
@@ -292,4 +310,10 @@ fn match_group(m: &Matching<'_>, l: &Labels) -> Labels {
     } else {
         l.filter(|k| !m.names.iter().any(|n| n == k))
     }
+}
+
+/// A label set written the way Prometheus 3 prints one in errors: `{__name__="x", a="b"}`.
+fn braced(l: &Labels) -> String {
+    let pairs: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", pairs.join(", "))
 }

@@ -7,7 +7,7 @@ use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
 use super::aggregate::is_valid_label_name;
-use super::histogram::histogram_quantile;
+use super::histogram::{histogram_fraction, histogram_quantile};
 use super::over_time as ot;
 use super::{
     Evaluator, Matrix, Sample, Val, check_unique, expect_matrix, expect_scalar, expect_string,
@@ -34,6 +34,23 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
 
     let out = match name {
         "time" => return Ok(Val::Scalar(t as f64 / 1000.0)),
+        // Experimental in Prometheus 3: the query's own parameters.
+        "start" => return Ok(Val::Scalar(ev.start as f64 / 1000.0)),
+        "end" => return Ok(Val::Scalar(ev.end as f64 / 1000.0)),
+        "range" => return Ok(Val::Scalar((ev.end - ev.start) as f64 / 1000.0)),
+        "step" => return Ok(Val::Scalar(ev.step as f64 / 1000.0)),
+        "min_of" | "max_of" => {
+            let mut acc: Option<f64> = None;
+            for i in 0..args.len() {
+                let v = scalar_arg(i)?;
+                acc = Some(match acc {
+                    None => v,
+                    Some(a) if name == "min_of" => go_min(a, v),
+                    Some(a) => go_max(a, v),
+                });
+            }
+            return Ok(Val::Scalar(acc.unwrap_or(f64::NAN)));
+        }
         "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
         "vector" => {
             return Ok(Val::Vector(vec![Sample {
@@ -73,6 +90,12 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
         }),
         "ts_of_first_over_time" => over(matrix_arg(0)?, t, false, |p, _| {
             p.first().map(|p| p.t as f64 / 1000.0)
+        }),
+        "ts_of_min_over_time" => over(matrix_arg(0)?, t, false, |p, _| {
+            ot::ts_of_extreme(p, |a, b| a < b)
+        }),
+        "ts_of_max_over_time" => over(matrix_arg(0)?, t, false, |p, _| {
+            ot::ts_of_extreme(p, |a, b| a > b)
         }),
         "present_over_time" => over(matrix_arg(0)?, t, false, |_, _| Some(1.0)),
         "mad_over_time" => over(matrix_arg(0)?, t, false, |p, _| Some(ot::mad(p))),
@@ -331,9 +354,14 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
             let q = scalar_arg(0)?;
             histogram_quantile(q, vector_arg(1)?, t)
         }
+        "histogram_fraction" => {
+            let lower = scalar_arg(0)?;
+            let upper = scalar_arg(1)?;
+            histogram_fraction(lower, upper, vector_arg(2)?, t)
+        }
         // Native histograms are not stored, so these have nothing to read from float series.
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_fraction"
-        | "histogram_stddev" | "histogram_stdvar" => Vec::new(),
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => Vec::new(),
         other => {
             return Err(EvalError::Execution(format!(
                 "function {other:?} is not supported by the embedded engine"

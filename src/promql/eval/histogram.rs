@@ -13,6 +13,21 @@ struct Bucket {
 /// Groups bucket series by their labels without `le` (and the metric name) and estimates the
 /// φ-quantile of each group. Series without a parsable `le` are left out.
 pub(super) fn histogram_quantile(q: f64, input: Vec<Sample>, t: i64) -> Vec<Sample> {
+    per_group(input, t, |buckets| bucket_quantile(q, buckets))
+}
+
+/// `histogram_fraction(lower, upper, buckets)`: the estimated share of observations between
+/// the two values.
+pub(super) fn histogram_fraction(
+    lower: f64,
+    upper: f64,
+    input: Vec<Sample>,
+    t: i64,
+) -> Vec<Sample> {
+    per_group(input, t, |buckets| bucket_fraction(lower, upper, buckets))
+}
+
+fn per_group(input: Vec<Sample>, t: i64, f: impl Fn(Vec<Bucket>) -> f64) -> Vec<Sample> {
     let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in input {
@@ -32,7 +47,7 @@ pub(super) fn histogram_quantile(q: f64, input: Vec<Sample>, t: i64) -> Vec<Samp
         .map(|(labels, buckets)| Sample {
             labels: labels.without_name(),
             t,
-            v: bucket_quantile(q, buckets),
+            v: f(buckets),
         })
         .collect()
 }
@@ -45,7 +60,88 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-fn bucket_quantile(q: f64, mut buckets: Vec<Bucket>) -> f64 {
+/// Sorts buckets by bound and merges those with equal bounds (e.g. `le="1"` and `le="1.0"`).
+/// `None` when there is no `+Inf` bucket, without which nothing can be estimated.
+fn normalize(mut buckets: Vec<Bucket>) -> Option<Vec<Bucket>> {
+    buckets.sort_by(|a, b| a.upper.total_cmp(&b.upper));
+    if !buckets.last().is_some_and(|b| b.upper == f64::INFINITY) {
+        return None;
+    }
+    let mut merged: Vec<Bucket> = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        match merged.last_mut() {
+            Some(last) if last.upper == b.upper => last.count += b.count,
+            _ => merged.push(b),
+        }
+    }
+    Some(merged)
+}
+
+fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<Bucket>) -> f64 {
+    let Some(buckets) = normalize(buckets) else {
+        return f64::NAN;
+    };
+    let count = buckets[buckets.len() - 1].count;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for (i, b) in buckets.iter().enumerate() {
+        // The first bucket is taken to start at 0 when its bound is positive.
+        let lo = if i > 0 {
+            buckets[i - 1].upper
+        } else if b.upper > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let hi = b.upper;
+        let interpolate = |v: f64| {
+            if lo.is_infinite() || hi.is_infinite() {
+                // No width to interpolate over: the whole bucket counts at its upper end.
+                rank
+            } else {
+                rank + (b.count - rank) * (v - lo) / (hi - lo)
+            }
+        };
+        if !lower_set && lo >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lo >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lo < lower && hi > lower {
+            lower_rank = interpolate(lower);
+            lower_set = true;
+        }
+        if !upper_set && lo < upper && hi > upper {
+            upper_rank = interpolate(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = b.count;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
+}
+
+fn bucket_quantile(q: f64, buckets: Vec<Bucket>) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -55,19 +151,9 @@ fn bucket_quantile(q: f64, mut buckets: Vec<Bucket>) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    buckets.sort_by(|a, b| a.upper.total_cmp(&b.upper));
-    if !buckets.last().is_some_and(|b| b.upper == f64::INFINITY) {
+    let Some(mut buckets) = normalize(buckets) else {
         return f64::NAN;
-    }
-    // Buckets with the same bound (e.g. `le="1"` and `le="1.0"`) are one bucket.
-    let mut merged: Vec<Bucket> = Vec::with_capacity(buckets.len());
-    for b in buckets {
-        match merged.last_mut() {
-            Some(last) if last.upper == b.upper => last.count += b.count,
-            _ => merged.push(b),
-        }
-    }
-    let mut buckets = merged;
+    };
     // Counts must not decrease with the bound; scrapes racing with observations can break this.
     let mut max = f64::NEG_INFINITY;
     for b in &mut buckets {

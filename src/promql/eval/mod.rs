@@ -21,7 +21,7 @@ use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 use regex::Regex;
 
 use super::engine::{EngineOptions, EvalError, Semantics};
-use super::storage::{SeriesView, Storage};
+use super::storage::{DecodeCache, SeriesView, Storage};
 use super::value::{Labels, METRIC_NAME, Point, Series, is_stale};
 
 /// One element of an instant vector during evaluation. `t` is the time of the sample a
@@ -71,11 +71,17 @@ pub(crate) struct Evaluator<'s> {
     storage: &'s Storage,
     opts: &'s EngineOptions,
     /// Query start and end, which `@ start()` and `@ end()` refer to.
-    start: i64,
-    end: i64,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    /// Query step (0 for an instant query), which the experimental `step()` reports.
+    pub(crate) step: i64,
     deadline: Instant,
     selections: RefCell<HashMap<usize, Selected<'s>>>,
     regexes: RefCell<HashMap<String, Regex>>,
+    decoded: RefCell<DecodeCache>,
+    /// Whether reads go through `decoded`: worth it only when steps revisit the same chunks
+    /// (range queries and subqueries), a cost otherwise.
+    pub(crate) reuse_chunks: Cell<bool>,
     /// Samples held by the step being evaluated.
     samples: Cell<usize>,
 }
@@ -106,9 +112,12 @@ impl<'s> Evaluator<'s> {
             opts,
             start,
             end,
+            step: 0,
             deadline: Instant::now() + opts.timeout,
             selections: RefCell::new(HashMap::new()),
             regexes: RefCell::new(HashMap::new()),
+            decoded: RefCell::new(DecodeCache::default()),
+            reuse_chunks: Cell::new(start != end),
             samples: Cell::new(0),
         }
     }
@@ -259,19 +268,24 @@ impl<'s> Evaluator<'s> {
         let left_open = self.v3();
         let series = self.select(vs);
         let mut out = Vec::new();
+        let mut cache = self.decoded.borrow_mut();
         for s in series.iter() {
-            let r = s.range(reference - lookback, reference, left_open);
-            if r.is_empty() {
+            let (min, max) = (reference - lookback, reference);
+            let found = if self.reuse_chunks.get() {
+                s.last_cached(min, max, left_open, &mut cache)
+            } else {
+                s.last_in(min, max, left_open)
+            };
+            let Some(p) = found else {
                 continue;
-            }
-            let i = r.end - 1;
-            if is_stale(s.v[i]) {
+            };
+            if is_stale(p.v) {
                 continue;
             }
             out.push(Sample {
                 labels: s.labels.clone(),
-                t: s.t[i],
-                v: s.v[i],
+                t: p.t,
+                v: p.v,
             });
         }
         self.count_samples(out.len())?;
@@ -289,15 +303,15 @@ impl<'s> Evaluator<'s> {
         let series = self.select(vs);
         let mut out = Vec::new();
         let mut total = 0;
+        let mut cache = self.decoded.borrow_mut();
         for s in series.iter() {
-            let r = s.range(end - range, end, left_open);
-            let points: Vec<Point> = r
-                .filter(|&i| !is_stale(s.v[i]))
-                .map(|i| Point {
-                    t: s.t[i],
-                    v: s.v[i],
-                })
-                .collect();
+            let mut points = Vec::new();
+            if self.reuse_chunks.get() {
+                s.samples_cached(end - range, end, left_open, &mut points, &mut cache);
+            } else {
+                s.samples_into(end - range, end, left_open, &mut points);
+            }
+            points.retain(|p| !is_stale(p.v));
             if points.is_empty() {
                 continue;
             }
@@ -334,6 +348,7 @@ impl<'s> Evaluator<'s> {
         if first < lower || (self.v3() && first == lower) {
             first += step;
         }
+        self.reuse_chunks.set(true);
         let mut by_labels: HashMap<Labels, Vec<Point>> = HashMap::new();
         let mut order: Vec<Labels> = Vec::new();
         let mut total = 0;

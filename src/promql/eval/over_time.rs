@@ -14,7 +14,7 @@ pub(super) fn extrapolated_rate(
     m: &Matrix,
     is_counter: bool,
     is_rate: bool,
-    left_open: bool,
+    newer_cutoff: bool,
 ) -> Option<f64> {
     if points.len() < 2 {
         return None;
@@ -38,26 +38,40 @@ pub(super) fn extrapolated_rate(
     let sampled = (last.t - first.t) as f64 / 1000.0;
     let average_gap = sampled / (points.len() - 1) as f64;
 
-    // A counter cannot go below zero: don't extrapolate past the point where it would.
-    if is_counter && result > 0.0 && first.v >= 0.0 {
-        let to_zero = sampled * (first.v / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
     let threshold = average_gap * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
+    let interval = if newer_cutoff {
+        // Prometheus 3 first limits the start gap to half a sample interval, then applies the
+        // zero cutoff to what is left.
+        if to_start >= threshold {
+            to_start = average_gap / 2.0;
+        }
+        if is_counter && result > 0.0 && first.v >= 0.0 {
+            to_start = to_start.min(sampled * (first.v / result));
+        }
+        let to_end = if to_end >= threshold {
+            average_gap / 2.0
+        } else {
+            to_end
+        };
+        sampled + to_start + to_end
     } else {
-        average_gap / 2.0
+        // A counter cannot go below zero: don't extrapolate past the point where it would.
+        if is_counter && result > 0.0 && first.v >= 0.0 {
+            to_start = to_start.min(sampled * (first.v / result));
+        }
+        let mut interval = sampled;
+        interval += if to_start < threshold {
+            to_start
+        } else {
+            average_gap / 2.0
+        };
+        interval += if to_end < threshold {
+            to_end
+        } else {
+            average_gap / 2.0
+        };
+        interval
     };
-    interval += if to_end < threshold {
-        to_end
-    } else {
-        average_gap / 2.0
-    };
-    let _ = left_open;
     result *= interval / sampled;
     if is_rate {
         result /= m.range as f64 / 1000.0;
@@ -212,6 +226,21 @@ pub(super) fn stdvar(points: &[Point]) -> f64 {
     m2 / count
 }
 
+/// The time (in seconds) of the last sample holding the smallest (or largest) value.
+pub(super) fn ts_of_extreme(points: &[Point], better: impl Fn(f64, f64) -> bool) -> Option<f64> {
+    let mut best: Option<Point> = None;
+    for p in points {
+        if p.v.is_nan() {
+            continue;
+        }
+        match best {
+            Some(b) if better(b.v, p.v) => {}
+            _ => best = Some(*p),
+        }
+    }
+    best.or(points.last().copied()).map(|p| p.t as f64 / 1000.0)
+}
+
 pub(super) fn changes(points: &[Point]) -> f64 {
     let mut n = 0.0;
     for w in points.windows(2) {
@@ -231,6 +260,9 @@ pub(super) fn quantile_over_time(q: f64, points: &[Point]) -> f64 {
 }
 
 pub(super) fn mad(points: &[Point]) -> f64 {
+    if points.iter().any(|p| p.v.is_nan()) {
+        return f64::NAN;
+    }
     let values: Vec<f64> = points.iter().map(|p| p.v).collect();
     let median = quantile(0.5, values.clone());
     quantile(
