@@ -1,7 +1,8 @@
 //! The `embedded` datasource: PromQL answered in process by [`crate::promql::Engine`] over a
 //! shared in-memory [`Storage`], instead of over HTTP.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
@@ -10,17 +11,31 @@ use super::alert::Labels;
 use super::datasource::{BoxFuture, Datasource, DatasourceError, Sample};
 use crate::promql::{Engine, EvalError, Storage, Value};
 
+/// Past this many distinct expressions the parse cache starts over (they come from rule files
+/// and templates, so this only bounds memory against pathological inputs).
+const PARSED_LIMIT: usize = 10_000;
+
+/// Parsed expressions by text.
+type ParseCache = Arc<Mutex<HashMap<String, Arc<promql_parser::parser::Expr>>>>;
+
 /// A datasource that evaluates queries against a store in this process.
 #[derive(Clone, Debug)]
 pub struct EmbeddedDatasource {
     storage: Arc<RwLock<Storage>>,
     engine: Engine,
+    // Rules run the same expressions at every evaluation; parsing compiles their regex
+    // matchers, which otherwise dominates the cost of a rule evaluation.
+    parsed: ParseCache,
 }
 
 impl EmbeddedDatasource {
     /// Queries `storage` with `engine`.
     pub fn new(storage: Arc<RwLock<Storage>>, engine: Engine) -> Self {
-        EmbeddedDatasource { storage, engine }
+        EmbeddedDatasource {
+            storage,
+            engine,
+            parsed: ParseCache::default(),
+        }
     }
 
     /// The store queries read from.
@@ -33,20 +48,37 @@ impl EmbeddedDatasource {
         &self.engine
     }
 
+    /// `expr` parsed, from the cache when it was seen before.
+    fn parse(&self, expr: &str) -> Result<Arc<promql_parser::parser::Expr>, EvalError> {
+        if let Some(found) = self.parsed.lock().ok().and_then(|c| c.get(expr).cloned()) {
+            return Ok(found);
+        }
+        let parsed = Arc::new(Engine::parse(expr)?);
+        if let Ok(mut cache) = self.parsed.lock() {
+            if cache.len() >= PARSED_LIMIT {
+                cache.clear();
+            }
+            cache.insert(expr.to_string(), parsed.clone());
+        }
+        Ok(parsed)
+    }
+
     /// Evaluates `expr` at `ts` synchronously.
     pub fn query_now(&self, expr: &str, ts: DateTime<Utc>) -> Result<Vec<Sample>, DatasourceError> {
+        let api_error = |e: EvalError| DatasourceError::Api {
+            expr: expr.to_string(),
+            error_type: error_type(&e).to_string(),
+            message: e.to_string(),
+        };
+        let parsed = self.parse(expr).map_err(api_error)?;
         let storage = self
             .storage
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let value = self
             .engine
-            .instant(&storage, expr, ts.timestamp_millis())
-            .map_err(|e| DatasourceError::Api {
-                expr: expr.to_string(),
-                error_type: error_type(&e).to_string(),
-                message: e.to_string(),
-            })?;
+            .instant_expr(&storage, &parsed, ts.timestamp_millis())
+            .map_err(api_error)?;
         Ok(match value {
             Value::Scalar(p) => vec![Sample {
                 labels: Labels::new(),
