@@ -107,8 +107,8 @@ mod tests {
         let m = [Matcher::new(MatchOp::Equal, "__name__", "req_total")];
         let got = s.select(&m);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].t, &[60_000, 120_500]);
-        assert_eq!(got[0].v, &[1.0, 5.0]);
+        let points: Vec<(i64, f64)> = got[0].all_samples().iter().map(|p| (p.t, p.v)).collect();
+        assert_eq!(points, vec![(60_000, 1.0), (120_500, 5.0)]);
         assert_eq!(got[0].labels.get("code"), Some("200"));
     }
 

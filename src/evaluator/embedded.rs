@@ -128,3 +128,40 @@ impl Datasource for EmbeddedDatasource {
         Box::pin(async move { self.query_now(expr, ts) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::Labels as PromLabels;
+
+    #[test]
+    fn a_repeated_query_is_parsed_once_and_sees_new_samples() {
+        let storage = Arc::new(RwLock::new(Storage::new()));
+        let up = PromLabels::from_pairs([("__name__", "up"), ("job", "api")]);
+        storage.write().unwrap().append(&up, 0, 1.0);
+        let ds = EmbeddedDatasource::new(storage.clone(), Engine::default());
+        let q = r#"up{job=~"a.*"}"#;
+        let first = ds
+            .query_now(q, DateTime::from_timestamp(0, 0).unwrap())
+            .unwrap();
+        assert_eq!(first[0].value, 1.0);
+        storage.write().unwrap().append(&up, 60_000, 2.0);
+        let second = ds
+            .query_now(q, DateTime::from_timestamp(60, 0).unwrap())
+            .unwrap();
+        assert_eq!(second[0].value, 2.0);
+        assert_eq!(ds.parsed.lock().unwrap().len(), 1);
+        let err = ds
+            .query_now("up +", DateTime::from_timestamp(60, 0).unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(err, DatasourceError::Api { ref error_type, .. } if error_type == "bad_data"),
+            "{err}"
+        );
+        assert_eq!(
+            ds.parsed.lock().unwrap().len(),
+            1,
+            "failed parses are not cached"
+        );
+    }
+}

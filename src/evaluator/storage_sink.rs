@@ -84,8 +84,9 @@ mod tests {
         let m = [Matcher::new(MatchOp::Equal, "__name__", "job:up:sum")];
         let found = store.select(&m);
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].t, &[60_000]);
-        assert_eq!(found[0].v, &[3.0]);
+        let points = found[0].all_samples();
+        assert_eq!(points.len(), 1);
+        assert_eq!((points[0].t, points[0].v), (60_000, 3.0));
         assert_eq!(found[0].labels.get("job"), Some("a"));
     }
 }
