@@ -11,7 +11,8 @@ use std::path::Path;
 use rulestest::{PROVENANCE_VERDICTS, fixtures, kubesignal_test, promtool_test, unit_test_files};
 
 /// Runs both tools on every unit-test file under `dir` and asserts that each gives promtool
-/// 2.42's verdict as PROVENANCE.md records it. Prints the verdict table.
+/// 2.42's verdict as PROVENANCE.md records it, and that files both fail fail on the same test
+/// cases. Prints the verdict table.
 fn verdicts_agree_under(dir: &str) {
     let files = unit_test_files(dir);
     assert!(!files.is_empty(), "no unit-test files under {dir}");
@@ -38,6 +39,14 @@ fn verdicts_agree_under(dir: &str) {
                 promtool.describe()
             ));
         }
+        if ours.verdict() == "fail" && promtool.verdict() == "fail" {
+            let (a, b) = (failed_cases(&ours.stderr), failed_cases(&promtool.stderr));
+            if a != b {
+                problems.push(format!(
+                    "{rel}: both fail, but on different cases\n--- ours\n{a:#?}\n--- promtool\n{b:#?}"
+                ));
+            }
+        }
         if ours.verdict() != promtool.verdict() {
             problems.push(format!(
                 "{rel}: kubesignal rules test says {} but promtool says {}\n--- ours\n{}\n--- promtool\n{}",
@@ -53,6 +62,22 @@ fn verdicts_agree_under(dir: &str) {
         table.join("\n")
     );
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// The failed cases of a report: `alertname: A, time: T`, `expr: "E", time: T` and
+/// `rule: R, time: T` headers, without the error text (wording differs between engines).
+fn failed_cases(stderr: &str) -> Vec<String> {
+    let mut cases: Vec<String> = stderr
+        .lines()
+        .filter(|l| {
+            l.starts_with("    alertname: ")
+                || l.starts_with("    expr: ")
+                || l.starts_with("    rule: ")
+        })
+        .map(|l| l.split(", err:").next().unwrap_or(l).trim_end().to_string())
+        .collect();
+    cases.sort();
+    cases
 }
 
 #[test]
