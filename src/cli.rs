@@ -41,6 +41,9 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Rule and SLO evaluator: Prometheus rules against a remote Prometheus-compatible API.
     Evaluator(Box<crate::evaluator::EvaluatorArgs>),
+    /// Benchmarks against the real tools.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Run rules over a past time range and print the alert timeline.
     Replay(crate::evaluator::replay::ReplayArgs),
     /// Prometheus rule files.
@@ -49,6 +52,14 @@ pub enum Command {
     /// SLO specs to Prometheus rules.
     #[command(subcommand)]
     Slo(SloCommand),
+}
+
+/// `kubesignal bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The embedded PromQL engine against a real Prometheus on the same generated data:
+    /// latency per query, result equality and memory per million samples.
+    Promql(crate::bench::PromqlBenchArgs),
 }
 
 /// `kubesignal slo ...`
@@ -269,6 +280,13 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args))?,
         Command::Evaluator(args) => runtime()?.block_on(crate::evaluator::run(*args))?,
         Command::Replay(args) => runtime()?.block_on(crate::evaluator::run_replay(args))?,
+        Command::Bench(BenchCommand::Promql(args)) => {
+            let report = crate::bench::run(&args, |line| eprintln!("{line}"))?;
+            print!("{report}");
+            if report.mismatches().next().is_some() {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
         Command::Rules(RulesCommand::Check(args)) => {
             let report = crate::rules::check::check_files(&args.files);
             print!("{report}");

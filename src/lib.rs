@@ -5,6 +5,7 @@
 //! module tree.
 
 pub mod agent;
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod evaluator;

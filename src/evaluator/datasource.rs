@@ -43,6 +43,9 @@ pub trait Datasource: Send + Sync {
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasourceError {
+    /// No datasource URL was given.
+    #[error("no datasource: set --datasource-url (the evaluator also takes --datasource embedded)")]
+    NoUrl,
     /// A local file (token, password, CA) could not be read or used.
     #[error("reading {what} {path}: {message}")]
     Config {

@@ -1,15 +1,35 @@
 //! The `embedded` datasource: PromQL answered in process by [`crate::promql::Engine`] over a
 //! shared in-memory [`Storage`], instead of over HTTP.
+//!
+//! With `--datasource embedded` the evaluator fills that store itself: [`super::scrape`] scrapes
+//! the `--scrape` targets, recording rule results and `ALERTS` are written back into it, the
+//! store is cut to the retention the rules need ([`super::retention`]) and snapshotted to
+//! `--state-dir` ([`super::snapshot`]), and [`super::query_api`] serves Prometheus's query API
+//! over it. [`EmbeddedRuntime`] runs those background tasks.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use clap::Args;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::alert::Labels;
 use super::datasource::{BoxFuture, Datasource, DatasourceError, Sample};
-use crate::promql::{Engine, EvalError, Storage, Value};
+use super::group::{Group, RecordSink, parse_duration};
+use super::retention::{self, Retention};
+use super::scrape::{self, ErrorLabels, ScrapeConfig, Target};
+use super::{remote_write, snapshot};
+use crate::promql::{Engine, EngineOptions, EvalError, Storage, Value};
 
 /// Past this many distinct expressions the parse cache starts over (they come from rule files
 /// and templates, so this only bounds memory against pathological inputs).
@@ -125,12 +145,483 @@ impl Datasource for EmbeddedDatasource {
         ts: DateTime<Utc>,
         _deadline: Instant,
     ) -> BoxFuture<'a, Result<Vec<Sample>, DatasourceError>> {
-        Box::pin(async move { self.query_now(expr, ts) })
+        Box::pin(async move {
+            // A long window over a big store takes a while: keep it off the async workers.
+            let this = self.clone();
+            let owned = expr.to_string();
+            match tokio::task::spawn_blocking(move || this.query_now(&owned, ts)).await {
+                Ok(result) => result,
+                Err(e) => Err(DatasourceError::Api {
+                    expr: expr.to_string(),
+                    error_type: "internal".to_string(),
+                    message: format!("the query task failed: {e}"),
+                }),
+            }
+        })
+    }
+}
+
+fn to_promql_labels(labels: &Labels) -> crate::promql::Labels {
+    crate::promql::Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+impl EmbeddedDatasource {
+    /// Appends `points` to the store (rule results, `ALERTS`, their staleness markers).
+    pub fn append(&self, points: impl IntoIterator<Item = (Labels, i64, f64)>) {
+        let mut storage = self
+            .storage
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (labels, t, v) in points {
+            storage.append(&to_promql_labels(&labels), t, v);
+        }
+    }
+}
+
+/// Recording rule results go straight back into the store, so later rules see them in the same
+/// cycle, as in Prometheus.
+impl RecordSink for EmbeddedDatasource {
+    fn write<'a>(
+        &'a self,
+        series: &'a [Sample],
+        ts: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let t = ts.timestamp_millis();
+            self.append(series.iter().map(|s| (s.labels.clone(), t, s.value)));
+            Ok(())
+        })
+    }
+}
+
+/// Which datasource the evaluator queries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatasourceKind {
+    /// A Prometheus-compatible HTTP API (`--datasource-url`).
+    Prometheus,
+    /// A URL given straight to `--datasource`: the same as `--datasource-url URL`.
+    PrometheusAt(String),
+    /// The in-process engine over the store filled by `--scrape`.
+    Embedded,
+}
+
+/// Reads `--datasource`: `prometheus`, `embedded` or a URL.
+pub fn parse_datasource_kind(s: &str) -> Result<DatasourceKind, String> {
+    match s {
+        "prometheus" => Ok(DatasourceKind::Prometheus),
+        "embedded" => Ok(DatasourceKind::Embedded),
+        url if url.starts_with("http://") || url.starts_with("https://") => {
+            Ok(DatasourceKind::PrometheusAt(url.to_string()))
+        }
+        other => Err(format!(
+            "{other:?}: expected `prometheus`, `embedded` or an http(s) URL"
+        )),
+    }
+}
+
+/// Flags of the embedded datasource (used with `--datasource embedded`).
+#[derive(Clone, Debug, Args)]
+pub struct EmbeddedArgs {
+    /// Scrape target `URL` or `JOB=URL` (repeatable). Without `JOB=` the job label is the
+    /// URL's host name; `instance` is always `host:port`.
+    #[arg(long = "scrape", env = "KUBESIGNAL_SCRAPE", value_delimiter = ',', value_parser = Target::parse)]
+    pub scrape: Vec<Target>,
+
+    /// Time between two scrapes of a target.
+    #[arg(long, env = "KUBESIGNAL_SCRAPE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub scrape_interval: Duration,
+
+    /// Longest time one scrape may take; capped at the scrape interval.
+    #[arg(long, env = "KUBESIGNAL_SCRAPE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub scrape_timeout: Duration,
+
+    /// Largest scrape body accepted; a larger one fails the scrape.
+    #[arg(long, env = "KUBESIGNAL_SCRAPE_MAX_BODY_BYTES", default_value_t = 64 << 20)]
+    pub scrape_max_body_bytes: usize,
+
+    /// Keep at least this much history, e.g. for dashboards, even when the rules need less.
+    #[arg(long, env = "KUBESIGNAL_MIN_RETENTION", default_value = "0s", value_parser = parse_duration)]
+    pub min_retention: Duration,
+
+    /// How often the store is snapshotted to --state-dir (also at shutdown).
+    #[arg(long, env = "KUBESIGNAL_SNAPSHOT_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub snapshot_interval: Duration,
+}
+
+/// Metrics of the embedded datasource, registered beside the evaluator's.
+#[derive(Clone, Debug, Default)]
+pub struct EmbeddedMetrics {
+    scrape_errors: Family<ErrorLabels, Counter>,
+    scrapes: Family<ErrorLabels, Counter>,
+    series: Gauge,
+    samples: Gauge,
+    memory: Gauge,
+    retention: Gauge<f64, AtomicU64>,
+    snapshot_failures: Counter,
+    snapshot_bytes: Gauge,
+}
+
+impl EmbeddedMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = EmbeddedMetrics::default();
+        registry.register(
+            "kubesignal_evaluator_scrape_errors",
+            "Failed scrapes of the embedded datasource, by target URL and reason (connect, timeout, http_status, too_large, read, parse)",
+            m.scrape_errors.clone(),
+        );
+        registry.register(
+            "kubesignal_evaluator_scrapes",
+            "Scrapes of the embedded datasource, by target URL",
+            m.scrapes.clone(),
+        );
+        registry.register(
+            "kubesignal_evaluator_embedded_series",
+            "Series in the embedded store",
+            m.series.clone(),
+        );
+        registry.register(
+            "kubesignal_evaluator_embedded_samples",
+            "Samples in the embedded store",
+            m.samples.clone(),
+        );
+        registry.register(
+            "kubesignal_evaluator_embedded_memory_bytes",
+            "Estimated heap memory of the embedded store's samples and labels (updated every 30s)",
+            m.memory.clone(),
+        );
+        registry.register(
+            "kubesignal_evaluator_embedded_retention_seconds",
+            "History the embedded store keeps: the longest rule window, for and keep_firing_for, plus a margin",
+            m.retention.clone(),
+        );
+        registry.register(
+            "kubesignal_evaluator_embedded_snapshot_failures",
+            "Snapshots of the embedded store that could not be written",
+            m.snapshot_failures.clone(),
+        );
+        registry.register(
+            "kubesignal_evaluator_embedded_snapshot_bytes",
+            "Size of the last snapshot written",
+            m.snapshot_bytes.clone(),
+        );
+        m
+    }
+
+    fn observe(&self, storage: &Storage) {
+        self.series.set(storage.series_count() as i64);
+        self.samples.set(storage.sample_count() as i64);
+    }
+}
+
+/// Extra history kept beyond what the rules need: a late evaluation, a reload or a slow restart
+/// must not find its window cut short.
+pub const RETENTION_MARGIN: Duration = Duration::from_secs(600);
+
+/// The running embedded datasource: scrapers, retention, snapshots and the `ALERTS` writer.
+pub struct EmbeddedRuntime {
+    /// The datasource the rule groups and the query API use.
+    pub datasource: EmbeddedDatasource,
+    /// Where `ALERTS` and `ALERTS_FOR_STATE` go (the group tasks' remote-write queue).
+    pub alerts_tx: mpsc::Sender<Vec<remote_write::Point>>,
+    retention: Arc<std::sync::Mutex<Duration>>,
+    metrics: EmbeddedMetrics,
+    state_dir: Option<PathBuf>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for EmbeddedRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedRuntime")
+            .field("state_dir", &self.state_dir)
+            .finish()
+    }
+}
+
+impl EmbeddedRuntime {
+    /// Loads the snapshot from `state_dir` (a damaged one is logged and ignored), then starts
+    /// scraping, retention, snapshots and the `ALERTS` writer.
+    pub fn start(
+        args: &EmbeddedArgs,
+        groups: &[Group],
+        evaluation_interval: Duration,
+        state_dir: Option<PathBuf>,
+        metrics: EmbeddedMetrics,
+    ) -> EmbeddedRuntime {
+        let opts = EngineOptions {
+            default_subquery_step: evaluation_interval,
+            ..EngineOptions::default()
+        };
+        let detail = retention::for_groups(groups, opts.lookback, RETENTION_MARGIN);
+        let keep = detail.total().max(args.min_retention);
+        log_retention(&detail, keep);
+        metrics.retention.set(keep.as_secs_f64());
+
+        let mut storage = Storage::new();
+        if let Some(dir) = &state_dir {
+            match snapshot::load(dir) {
+                Ok(Some(s)) => {
+                    tracing::info!(
+                        series = s.series_count(),
+                        samples = s.sample_count(),
+                        "embedded store restored from snapshot"
+                    );
+                    storage = s;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "ignoring the embedded store snapshot; starting empty")
+                }
+            }
+        }
+        storage.truncate_before(cutoff(keep));
+        metrics.observe(&storage);
+        metrics.memory.set(storage.memory_bytes() as i64);
+        let storage = Arc::new(RwLock::new(storage));
+        let datasource = EmbeddedDatasource::new(storage.clone(), Engine::new(opts));
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let config = ScrapeConfig {
+            interval: args.scrape_interval,
+            timeout: if args.scrape_timeout > args.scrape_interval {
+                tracing::info!(
+                    timeout = ?args.scrape_timeout,
+                    interval = ?args.scrape_interval,
+                    "scrape timeout longer than the interval; using the interval"
+                );
+                args.scrape_interval
+            } else {
+                args.scrape_timeout
+            },
+            max_body_bytes: args.scrape_max_body_bytes,
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("kubesignal/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        let m = metrics.clone();
+        let scraper = scrape::Scraper {
+            config: config.clone(),
+            client,
+            storage: storage.clone(),
+            errors: metrics.scrape_errors.clone(),
+            on_scrape: Arc::new(move |t: &Target, s: &Storage| {
+                m.scrapes
+                    .get_or_create(&vec![("target".into(), t.url.clone())])
+                    .inc();
+                m.observe(s);
+            }),
+        };
+        if args.scrape.is_empty() {
+            tracing::warn!(
+                "--datasource embedded without --scrape targets: queries see only recorded series, ALERTS and the snapshot"
+            );
+        }
+        let n = args.scrape.len().max(1) as u32;
+        for (i, target) in args.scrape.iter().enumerate() {
+            tracing::info!(url = %target.url, job = %target.job, instance = %target.instance, "scraping");
+            tasks.push(tokio::spawn(scrape::run_target(
+                scraper.clone(),
+                target.clone(),
+                config.interval * i as u32 / n,
+                stop_rx.clone(),
+            )));
+        }
+
+        let retention = Arc::new(std::sync::Mutex::new(keep));
+        tasks.push(tokio::spawn(housekeeping(
+            storage.clone(),
+            retention.clone(),
+            metrics.clone(),
+            state_dir.clone(),
+            args.snapshot_interval,
+            stop_rx.clone(),
+        )));
+
+        let (alerts_tx, mut alerts_rx) = mpsc::channel::<Vec<remote_write::Point>>(256);
+        let sink = datasource.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(points) = alerts_rx.recv().await {
+                sink.append(points.into_iter().map(|p| (p.labels, p.ts, p.value)));
+            }
+        }));
+
+        EmbeddedRuntime {
+            datasource,
+            alerts_tx,
+            retention,
+            metrics,
+            state_dir,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Recomputes the retention after the rules were reloaded.
+    pub fn rules_changed(&self, groups: &[Group], min: Duration) {
+        let detail = retention::for_groups(
+            groups,
+            self.datasource.engine().options().lookback,
+            RETENTION_MARGIN,
+        );
+        let keep = detail.total().max(min);
+        log_retention(&detail, keep);
+        self.metrics.retention.set(keep.as_secs_f64());
+        if let Ok(mut r) = self.retention.lock() {
+            *r = keep;
+        }
+    }
+
+    /// Stops scraping and writes a last snapshot.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        drop(self.alerts_tx);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if let Some(dir) = &self.state_dir {
+            write_snapshot(self.datasource.storage(), dir, &self.metrics).await;
+        }
+    }
+}
+
+fn log_retention(detail: &Retention, keep: Duration) {
+    tracing::info!(
+        retention = %humantime::format_duration(keep),
+        longest_query_window = %humantime::format_duration(detail.query_window),
+        longest_for = %humantime::format_duration(detail.hold),
+        margin = %humantime::format_duration(detail.margin),
+        "embedded store retention"
+    );
+}
+
+fn cutoff(keep: Duration) -> i64 {
+    Utc::now().timestamp_millis() - keep.as_millis().min(i64::MAX as u128) as i64
+}
+
+async fn write_snapshot(
+    storage: &Arc<RwLock<Storage>>,
+    dir: &std::path::Path,
+    m: &EmbeddedMetrics,
+) {
+    // Encoding is a memory copy under the read lock; the slow file write happens outside it.
+    let data = {
+        let s = storage.read().unwrap_or_else(|p| p.into_inner());
+        snapshot::encode(&s)
+    };
+    let len = data.len();
+    let dir = dir.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || snapshot::write(&dir, &data)).await;
+    match result {
+        Ok(Ok(())) => {
+            m.snapshot_bytes.set(len as i64);
+            tracing::debug!(bytes = len, "embedded store snapshot written");
+        }
+        Ok(Err(e)) => {
+            m.snapshot_failures.inc();
+            tracing::error!(error = %e, "writing the embedded store snapshot failed");
+        }
+        Err(e) => {
+            m.snapshot_failures.inc();
+            tracing::error!(error = %e, "the snapshot task failed");
+        }
+    }
+}
+
+/// Cuts the store to the retention and snapshots it, on their intervals, until stopped.
+async fn housekeeping(
+    storage: Arc<RwLock<Storage>>,
+    retention: Arc<std::sync::Mutex<Duration>>,
+    metrics: EmbeddedMetrics,
+    state_dir: Option<PathBuf>,
+    snapshot_interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let truncate_every = Duration::from_secs(30);
+    let mut truncate_at = Instant::now() + truncate_every;
+    let mut snapshot_at = Instant::now() + snapshot_interval;
+    loop {
+        let next = truncate_at.min(snapshot_at);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.changed() => return,
+        }
+        let now = Instant::now();
+        if now >= truncate_at {
+            let keep = retention.lock().map(|r| *r).unwrap_or(Duration::MAX);
+            let mut s = storage.write().unwrap_or_else(|p| p.into_inner());
+            s.truncate_before(cutoff(keep));
+            metrics.observe(&s);
+            metrics.memory.set(s.memory_bytes() as i64);
+            truncate_at = now + truncate_every;
+        }
+        if now >= snapshot_at {
+            if let Some(dir) = &state_dir {
+                write_snapshot(&storage, dir, &metrics).await;
+            }
+            snapshot_at = now + snapshot_interval;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_datasource_flag_takes_a_kind_or_a_url() {
+        assert_eq!(
+            parse_datasource_kind("embedded"),
+            Ok(DatasourceKind::Embedded)
+        );
+        assert_eq!(
+            parse_datasource_kind("prometheus"),
+            Ok(DatasourceKind::Prometheus)
+        );
+        assert_eq!(
+            parse_datasource_kind("http://prom:9090"),
+            Ok(DatasourceKind::PrometheusAt("http://prom:9090".into()))
+        );
+        assert!(
+            parse_datasource_kind("mimir")
+                .unwrap_err()
+                .contains("embedded")
+        );
+    }
+
+    #[test]
+    fn recorded_results_are_written_back_into_the_store() {
+        let ds = EmbeddedDatasource::new(Arc::new(RwLock::new(Storage::new())), Engine::default());
+        let labels: Labels = [("__name__".to_string(), "job:up:sum".to_string())].into();
+        let ts = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(RecordSink::write(&ds, &[Sample { labels, value: 3.0 }], ts))
+            .unwrap();
+        let s = ds.storage().read().unwrap();
+        let got: Vec<_> = s
+            .iter()
+            .map(|v| {
+                let points = v.all_samples();
+                (
+                    v.labels.to_string(),
+                    points.iter().map(|p| p.t).collect::<Vec<_>>(),
+                    points.iter().map(|p| p.v).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![("job:up:sum".to_string(), vec![1_700_000_000_000], vec![3.0])]
+        );
+    }
+}
+
+#[cfg(test)]
+mod parse_cache_tests {
     use super::*;
     use crate::promql::Labels as PromLabels;
 

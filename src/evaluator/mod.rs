@@ -14,11 +14,14 @@ pub mod embedded;
 pub mod group;
 pub mod metrics;
 pub mod notifier;
+pub mod query_api;
 pub mod recording;
 pub mod remote_write;
 pub mod render;
 pub mod replay;
-pub mod storage_sink;
+pub mod retention;
+pub mod scrape;
+pub mod snapshot;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -51,7 +54,6 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 #[derive(Clone, Debug, Args)]
 pub struct DatasourceArgs {
     /// Base URL of the Prometheus HTTP API (Prometheus, Thanos, Mimir's /prometheus, VictoriaMetrics).
-    /// Required by `evaluator`; `replay` takes it or `--data`.
     #[arg(long, env = "KUBESIGNAL_DATASOURCE_URL")]
     pub datasource_url: Option<String>,
 
@@ -83,8 +85,12 @@ pub struct DatasourceArgs {
 impl DatasourceArgs {
     /// The HTTP client these flags describe.
     pub fn build(&self) -> Result<HttpDatasource, datasource::DatasourceError> {
+        let url = self
+            .datasource_url
+            .clone()
+            .ok_or(datasource::DatasourceError::NoUrl)?;
         HttpDatasource::new(HttpConfig {
-            url: self.datasource_url.clone().unwrap_or_default(),
+            url,
             timeout: self.datasource_timeout,
             bearer_token_file: self.datasource_bearer_token_file.clone(),
             basic_auth_username: self.datasource_basic_auth_username.clone(),
@@ -97,16 +103,25 @@ impl DatasourceArgs {
 
 /// Flags of `kubesignal evaluator`.
 #[derive(Clone, Debug, Args)]
-#[command(group(clap::ArgGroup::new("datasource-source").required(true).args(["datasource_url"])))]
 pub struct EvaluatorArgs {
     /// Rule file, directory or glob (repeatable). Plain Prometheus rule files and
     /// PrometheusRule resources.
     #[arg(long, env = "KUBESIGNAL_RULES", required = true, value_delimiter = ',')]
     pub rules: Vec<String>,
 
+    /// Where rule queries go: `prometheus` (the HTTP API at --datasource-url, the default),
+    /// `embedded` (an in-process PromQL engine over the --scrape targets, no Prometheus needed),
+    /// or a Prometheus URL (same as --datasource-url).
+    #[arg(long = "datasource", id = "datasource_kind", value_name = "prometheus|embedded|URL", env = "KUBESIGNAL_DATASOURCE", default_value = "prometheus", value_parser = embedded::parse_datasource_kind)]
+    pub datasource_kind: embedded::DatasourceKind,
+
     /// Datasource connection.
     #[command(flatten)]
     pub datasource: DatasourceArgs,
+
+    /// Scraping, retention and snapshots of the embedded datasource.
+    #[command(flatten)]
+    pub embedded: embedded::EmbeddedArgs,
 
     /// Address to serve the APIs, the alerts page and /metrics on.
     #[arg(long, env = "KUBESIGNAL_LISTEN", default_value = "0.0.0.0:9848")]
@@ -277,7 +292,7 @@ struct Deps {
     remote_write: Option<mpsc::Sender<Vec<remote_write::Point>>>,
     /// Writes recording results back as each rule runs, so later rules in the group see them
     /// in the same cycle, as in Prometheus.
-    record_sink: Option<remote_write::RemoteWriter>,
+    record_sink: Option<Arc<dyn group::RecordSink>>,
 }
 
 /// Runs one group on its schedule until told to stop; returns the group with its state.
@@ -305,10 +320,7 @@ async fn run_group(mut group: Group, deps: Arc<Deps>, mut stop: watch::Receiver<
             resend_delay: deps.resend_delay,
             outage_tolerance: deps.outage_tolerance,
             for_grace_period: deps.for_grace_period,
-            record_sink: deps
-                .record_sink
-                .as_ref()
-                .map(|w| w as &dyn group::RecordSink),
+            record_sink: deps.record_sink.as_deref(),
         };
         let outcome = group.evaluate(ts, &ctx).await;
         if let Some(store) = &deps.store
@@ -377,6 +389,14 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     use tokio::signal::unix::{SignalKind, signal};
 
     let mut registry = prometheus_client::registry::Registry::default();
+    let is_embedded = args.datasource_kind == embedded::DatasourceKind::Embedded;
+    let embedded_metrics = is_embedded.then(|| embedded::EmbeddedMetrics::register(&mut registry));
+    let querier_url = match &args.datasource_kind {
+        // Template `query` calls go to our own query API.
+        embedded::DatasourceKind::Embedded => Some(own_url(args.listen)),
+        embedded::DatasourceKind::PrometheusAt(url) => Some(url.clone()),
+        embedded::DatasourceKind::Prometheus => args.datasource.datasource_url.clone(),
+    };
     let owner_routing = match &args.routing_file {
         Some(file) => {
             let state_dir = args
@@ -386,10 +406,7 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
             let mut config = crate::notify::NotifierConfig::new(file, &args.external_url);
             config.templates_dir = args.templates_dir.clone();
             let mut querier = crate::notify::context::PrometheusQuerier::new(
-                args.datasource
-                    .datasource_url
-                    .as_deref()
-                    .unwrap_or_default(),
+                querier_url.as_deref().unwrap_or_default(),
                 reqwest::Client::new(),
             );
             if let Some(token) = &args.datasource.datasource_bearer_token_file {
@@ -403,7 +420,15 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
         }
         None => None,
     };
-    let datasource: Arc<dyn Datasource> = Arc::new(args.datasource.build()?);
+    let http_datasource = match &args.datasource_kind {
+        embedded::DatasourceKind::Embedded => None,
+        embedded::DatasourceKind::Prometheus => Some(args.datasource.build()?),
+        embedded::DatasourceKind::PrometheusAt(url) => {
+            let mut ds = args.datasource.clone();
+            ds.datasource_url = Some(url.clone());
+            Some(ds.build()?)
+        }
+    };
     let store = match &args.state_dir {
         Some(dir) => Some(Store::open(dir)?),
         None => None,
@@ -424,6 +449,21 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
             }
         }
     }
+
+    let embedded_runtime = embedded_metrics.map(|m| {
+        embedded::EmbeddedRuntime::start(
+            &args.embedded,
+            &groups,
+            args.evaluation_interval,
+            args.state_dir.clone(),
+            m,
+        )
+    });
+    let datasource: Arc<dyn Datasource> = match (&embedded_runtime, http_datasource) {
+        (Some(rt), _) => Arc::new(rt.datasource.clone()),
+        (None, Some(http)) => Arc::new(http),
+        (None, None) => return Err(datasource::DatasourceError::NoUrl.into()),
+    };
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadReply>(4);
     let shared = Arc::new(Shared {
@@ -457,7 +497,20 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     });
     let (remote_write_tx, remote_write_task) = match remote_write_task {
         Some((tx, task)) => (Some(tx), Some(task)),
-        None => (None, None),
+        // Without remote write, the embedded store keeps ALERTS itself, as Prometheus's TSDB does.
+        None => (
+            embedded_runtime.as_ref().map(|rt| rt.alerts_tx.clone()),
+            None,
+        ),
+    };
+    let record_sink: Option<Arc<dyn group::RecordSink>> = match &embedded_runtime {
+        Some(rt) => Some(Arc::new(rt.datasource.clone())),
+        None => args.remote_write_url.as_ref().map(|url| {
+            Arc::new(remote_write::RemoteWriter::new(
+                url,
+                args.remote_write_timeout,
+            )) as Arc<dyn group::RecordSink>
+        }),
     };
     let deps = Arc::new(Deps {
         datasource,
@@ -471,10 +524,7 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
         external_url: args.external_url.clone(),
         external_labels,
         remote_write: remote_write_tx,
-        record_sink: args
-            .remote_write_url
-            .as_ref()
-            .map(|url| remote_write::RemoteWriter::new(url, args.remote_write_timeout)),
+        record_sink,
     });
     let notifier = tokio::spawn(notifier::run_notifier(
         notify_rx,
@@ -490,8 +540,12 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
         })?;
     let addr = listener.local_addr().unwrap_or(args.listen);
     let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
+    let mut app = api::router(shared.clone());
+    if let Some(rt) = &embedded_runtime {
+        app = app.merge(query_api::router(rt.datasource.clone()));
+    }
     let server = tokio::spawn(
-        axum::serve(listener, api::router(shared.clone()))
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = server_stop_rx.await;
             })
@@ -537,6 +591,9 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
                     }
                 }
                 tracing::info!(groups = new_groups.len(), "rules reloaded");
+                if let Some(rt) = &embedded_runtime {
+                    rt.rules_changed(&new_groups, args.embedded.min_retention);
+                }
                 running = start(new_groups, &deps);
                 shared.metrics.reloaded(true);
                 if let Ok(mut slot) = shared.reload_error.lock() {
@@ -563,6 +620,9 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
         }
     }
     drop(deps);
+    if let Some(rt) = embedded_runtime {
+        rt.shutdown().await;
+    }
     // Let queued notifications go out, but do not hang on a dead Alertmanager.
     let _ = tokio::time::timeout(Duration::from_secs(10), notifier).await;
     if let Some(handle) = owner_routing {
@@ -574,6 +634,16 @@ pub async fn run(args: EvaluatorArgs) -> Result<(), EvaluatorError> {
     let _ = server_stop_tx.send(());
     let _ = server.await;
     Ok(())
+}
+
+/// Where this process's own HTTP API is reached from the same machine.
+fn own_url(listen: SocketAddr) -> String {
+    let ip = if listen.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        listen.ip()
+    };
+    format!("http://{}", SocketAddr::new(ip, listen.port()))
 }
 
 /// Runs `kubesignal replay`, writing the timeline to stdout: over the remote datasource, or,
@@ -589,9 +659,8 @@ pub async fn run_replay(args: replay::ReplayArgs) -> Result<(), replay::ReplayEr
                 default_subquery_step: args.step,
                 ..Default::default()
             });
-            let datasource = embedded::EmbeddedDatasource::new(storage.clone(), engine);
-            let sink = storage_sink::StorageSink::new(storage);
-            replay::replay_with_sink(&args, &datasource, Some(&sink), &mut out).await
+            let datasource = embedded::EmbeddedDatasource::new(storage, engine);
+            replay::replay_with_sink(&args, &datasource, Some(&datasource), &mut out).await
         }
         None => {
             let datasource = args.datasource.build()?;

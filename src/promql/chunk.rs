@@ -53,11 +53,13 @@ impl BitReader<'_> {
         }
     }
 
-    fn bit(&mut self) -> bool {
-        let byte = self.bytes.get(self.pos / 8).copied().unwrap_or(0);
-        let b = byte & (0x80 >> (self.pos % 8)) != 0;
-        self.pos += 1;
-        b
+    /// The next `n` bits (1 to 56) without consuming them.
+    fn peek(&self, n: u8) -> u64 {
+        (self.word(self.pos / 8) << (self.pos % 8)) >> (64 - n as u32)
+    }
+
+    fn skip(&mut self, n: usize) {
+        self.pos += n;
     }
 
     /// Reads `n` bits (0 to 64), highest first.
@@ -177,21 +179,31 @@ impl Chunk {
         let mut delta = 0i64;
         let (mut lead, mut trail) = (0u8, 0u8);
         for _ in 1..self.count {
-            let dod = if !r.bit() {
+            // Prefix codes 0, 10, 110, 1110, 1111 select the width of the delta-of-delta.
+            let prefix = r.peek(4);
+            let dod = if prefix & 0b1000 == 0 {
+                r.skip(1);
                 0
-            } else if !r.bit() {
+            } else if prefix & 0b0100 == 0 {
+                r.skip(2);
                 sign_extend(r.bits(7), 7)
-            } else if !r.bit() {
+            } else if prefix & 0b0010 == 0 {
+                r.skip(3);
                 sign_extend(r.bits(9), 9)
-            } else if !r.bit() {
+            } else if prefix & 0b0001 == 0 {
+                r.skip(4);
                 sign_extend(r.bits(12), 12)
             } else {
+                r.skip(4);
                 r.bits(64) as i64
             };
             delta = delta.wrapping_add(dod);
             t += delta;
-            if r.bit() {
-                if r.bit() {
+            // Value codes: 0 same value, 10 same window, 11 new window.
+            let prefix = r.peek(2);
+            if prefix & 0b10 != 0 {
+                r.skip(2);
+                if prefix & 0b01 != 0 {
                     lead = r.bits(5) as u8;
                     let mut len = r.bits(6) as u8;
                     if len == 0 {
@@ -201,6 +213,8 @@ impl Chunk {
                 }
                 let len = 64 - lead - trail;
                 bits ^= r.bits(len) << trail;
+            } else {
+                r.skip(1);
             }
             out.push(Point {
                 t,

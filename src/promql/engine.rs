@@ -214,3 +214,93 @@ fn register_removed_functions() {
         )]);
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::value::Labels;
+
+    fn counter_store() -> Storage {
+        let mut s = Storage::new();
+        for pod in ["a", "b"] {
+            let l = Labels::from_pairs([("__name__", "requests_total"), ("pod", pod)]);
+            for i in 0..=60 {
+                s.append(&l, i * 15_000, (i * 30) as f64);
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn a_query_over_the_sample_limit_fails_with_prometheus_wording() {
+        let s = counter_store();
+        let e = Engine::new(EngineOptions {
+            max_samples: 50,
+            ..EngineOptions::default()
+        });
+        let err = e
+            .instant(&s, "rate(requests_total[15m])", 900_000)
+            .unwrap_err();
+        assert_eq!(err, EvalError::TooManySamples);
+        assert!(e.instant(&s, "rate(requests_total[5m])", 900_000).is_ok());
+    }
+
+    #[test]
+    fn a_query_past_its_deadline_times_out() {
+        let s = counter_store();
+        let e = Engine::new(EngineOptions {
+            timeout: Duration::ZERO,
+            ..EngineOptions::default()
+        });
+        assert_eq!(
+            e.range(&s, "sum(rate(requests_total[5m]))", 0, 900_000, 15_000),
+            Err(EvalError::Timeout)
+        );
+    }
+
+    #[test]
+    fn a_range_query_equals_instant_queries_at_each_step() {
+        let s = counter_store();
+        let e = Engine::default();
+        let q = "sum by (pod) (rate(requests_total[2m]))";
+        let range = e.range(&s, q, 300_000, 600_000, 60_000).unwrap();
+        assert_eq!(range.len(), 2);
+        for series in &range {
+            assert_eq!(series.points.len(), 6);
+            for p in &series.points {
+                let Value::Vector(v) = e.instant(&s, q, p.t).unwrap() else {
+                    panic!("instant query of a vector expression gave another type");
+                };
+                let same = v.iter().find(|x| x.labels == series.labels).unwrap();
+                assert_eq!(same.v, p.v);
+                assert!((p.v - 2.0).abs() < 1e-9, "30 per 15s is 2/s, got {}", p.v);
+            }
+        }
+    }
+
+    #[test]
+    fn a_range_query_of_a_range_vector_is_refused() {
+        let s = counter_store();
+        let err = Engine::default()
+            .range(&s, "requests_total[5m]", 0, 60_000, 15_000)
+            .unwrap_err();
+        assert!(err.to_string().contains("range query"), "{err}");
+    }
+
+    #[test]
+    fn parse_errors_are_reported_as_such() {
+        let err = Engine::default()
+            .instant(&Storage::new(), "sum(", 0)
+            .unwrap_err();
+        assert!(matches!(err, EvalError::Parse(_)), "{err:?}");
+    }
+
+    #[test]
+    fn holt_winters_from_prometheus_2_still_parses() {
+        let s = counter_store();
+        let v = Engine::default()
+            .instant(&s, "holt_winters(requests_total[5m], 0.5, 0.5)", 900_000)
+            .unwrap();
+        assert!(matches!(v, Value::Vector(ref x) if x.len() == 2), "{v:?}");
+    }
+}

@@ -213,12 +213,22 @@ fn vector_vector(
         _ => (&[], false),
     };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-    if lhs.is_empty() || rhs.is_empty() {
+    // Experimental `fill`/`fill_left`/`fill_right`: a stand-in value for a missing partner.
+    let fills = b
+        .modifier
+        .as_ref()
+        .map(|m| m.fill_values.clone())
+        .unwrap_or_default();
+    // Prometheus swaps the sides for `group_right` before it reads the fill values, so
+    // `fill_left` always stands in for the "many" side and `fill_right` for the "one" side.
+    let (one_fill, many_fill) = (fills.rhs, fills.lhs);
+    if (lhs.is_empty() || rhs.is_empty()) && fills.lhs.is_none() && fills.rhs.is_none() {
         return Ok(Vec::new());
     }
     // The "many" side is iterated, the "one" side is looked up.
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
     let mut one_by_sig: HashMap<Labels, &Sample> = HashMap::with_capacity(one.len());
+    let mut one_order: Vec<Labels> = Vec::new();
     for s in &one {
         let sig = m.signature(&s.labels);
         if let Some(dup) = one_by_sig.get(&sig) {
@@ -236,15 +246,37 @@ fn vector_vector(
                 braced(b)
             )));
         }
+        one_order.push(sig.clone());
         one_by_sig.insert(sig, s);
     }
     let comparison = is_comparison(op);
     let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
     let mut out = Vec::new();
-    for ms in &many {
+    let filled_one = Sample {
+        labels: Labels::empty(),
+        t,
+        v: one_fill.unwrap_or(f64::NAN),
+    };
+    // Unmatched "one"-side groups get a stand-in "many" element carrying the group's labels.
+    let mut stand_ins = Vec::new();
+    if let Some(f) = many_fill {
+        let many_sigs: HashSet<Labels> = many.iter().map(|s| m.signature(&s.labels)).collect();
+        for sig in &one_order {
+            if !many_sigs.contains(sig) {
+                stand_ins.push(Sample {
+                    labels: sig.clone(),
+                    t,
+                    v: f,
+                });
+            }
+        }
+    }
+    for ms in many.iter().chain(&stand_ins) {
         let sig = m.signature(&ms.labels);
-        let Some(os) = one_by_sig.get(&sig) else {
-            continue;
+        let os = match one_by_sig.get(&sig) {
+            Some(os) => *os,
+            None if one_fill.is_some() => &filled_one,
+            None => continue,
         };
         let (lv, rv) = if one_to_many {
             (os.v, ms.v)

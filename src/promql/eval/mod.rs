@@ -128,7 +128,7 @@ impl<'s> Evaluator<'s> {
 
     /// Starts a new top-level step: the sample budget applies per step.
     pub(crate) fn begin_step(&self) -> Result<(), EvalError> {
-        if Instant::now() > self.deadline {
+        if Instant::now() >= self.deadline {
             return Err(EvalError::Timeout);
         }
         self.samples.set(0);
@@ -136,6 +136,10 @@ impl<'s> Evaluator<'s> {
     }
 
     pub(crate) fn count_samples(&self, n: usize) -> Result<(), EvalError> {
+        // Every selector passes here, so a query stuck in one long step still meets its deadline.
+        if Instant::now() >= self.deadline {
+            return Err(EvalError::Timeout);
+        }
         let total = self.samples.get() + n;
         self.samples.set(total);
         if total > self.opts.max_samples {
@@ -351,10 +355,9 @@ impl<'s> Evaluator<'s> {
         self.reuse_chunks.set(true);
         let mut by_labels: HashMap<Labels, Vec<Point>> = HashMap::new();
         let mut order: Vec<Labels> = Vec::new();
-        let mut total = 0;
         let mut ts = first;
         while ts <= end {
-            if Instant::now() > self.deadline {
+            if Instant::now() >= self.deadline {
                 return Err(EvalError::Timeout);
             }
             let saved = self.samples.get();
@@ -374,10 +377,8 @@ impl<'s> Evaluator<'s> {
                     )));
                 }
             }
-            total += 1;
             ts += step;
         }
-        let _ = total;
         let series: Vec<Series> = order
             .into_iter()
             .map(|labels| {

@@ -17,7 +17,6 @@ use crate::evaluator::embedded::EmbeddedDatasource;
 use crate::evaluator::group::{EvalContext, Group, RecordSink, RuleKind, load_groups};
 use crate::evaluator::remote_write::StaleTracker;
 use crate::evaluator::render::Templater;
-use crate::evaluator::storage_sink::StorageSink;
 use crate::promql::{Engine, EngineOptions, Labels, Semantics, Storage, Value};
 use crate::rules::duration::format as prom_duration;
 
@@ -228,8 +227,8 @@ async fn run_group(
         default_subquery_step: eval_interval,
         ..EngineOptions::default()
     });
+    // The datasource is also where recording results and `ALERTS` are written back.
     let datasource = EmbeddedDatasource::new(storage.clone(), engine.clone());
-    let sink = StorageSink::new(storage.clone());
     let templater = Templater::new(
         tg.external_labels.clone().into_iter().collect(),
         tg.external_url.clone(),
@@ -281,10 +280,15 @@ async fn run_group(
                 resend_delay: Duration::ZERO,
                 outage_tolerance: Duration::ZERO,
                 for_grace_period: Duration::ZERO,
-                record_sink: Some(&sink as &dyn RecordSink),
+                record_sink: Some(&datasource as &dyn RecordSink),
             };
             group.evaluate(now, &ctx).await;
-            sink.append_points(&stale.points(group, now, false));
+            datasource.append(
+                stale
+                    .points(group, now, false)
+                    .into_iter()
+                    .map(|p| (p.labels, p.ts, p.value)),
+            );
             for entry in &group.rules {
                 if let Some(e) = &entry.status.last_error {
                     eval_errors.push(format!(
