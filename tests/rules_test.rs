@@ -313,3 +313,28 @@ fn with_prometheus_3_semantics_the_files_written_for_it_pass() {
         assert_eq!(run.code, Some(0), "{rel}: {}", run.describe());
     }
 }
+
+#[test]
+fn group_eval_order_decides_which_recorded_value_a_later_group_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rules.yaml",
+        "groups:\n  - name: second\n    rules:\n      - {record: b, expr: a + 1}\n  - name: first\n    rules:\n      - {record: a, expr: x * 2}\n",
+    );
+    // x is 6 at 5m. In order, b reads a = 12 of the same evaluation; the other way round it
+    // reads a = 10 written a minute earlier.
+    for (order, expected) in [("[first, second]", 13), ("[second, first]", 11)] {
+        let test = write(
+            dir.path(),
+            "order.test.yaml",
+            &format!(
+                "rule_files: [rules.yaml]\ngroup_eval_order: {order}\ntests:\n  - interval: 1m\n    input_series:\n      - {{series: x, values: '1+1x10'}}\n    promql_expr_test:\n      - expr: b\n        eval_time: 5m\n        exp_samples:\n          - {{labels: b, value: {expected}}}\n"
+            ),
+        );
+        let ours = kubesignal_test(&test, &[]);
+        assert_eq!(ours.code, Some(0), "{order}: {}", ours.describe());
+        let promtool = promtool_test(&test);
+        assert_eq!(promtool.code, Some(0), "{order}: {}", promtool.describe());
+    }
+}

@@ -501,6 +501,68 @@ pub fn go_duration(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::unittest::model::InputSeries;
+    use promql_parser::label::{MatchOp, Matcher};
+
+    fn stored(storage: &RwLock<Storage>, name: &str) -> Vec<(i64, f64)> {
+        let store = storage.read().unwrap();
+        let m = [Matcher::new(MatchOp::Equal, "__name__", name)];
+        store
+            .select(&m)
+            .iter()
+            .flat_map(|s| s.all_samples())
+            .map(|p| (p.t, p.v))
+            .collect()
+    }
+
+    fn group(series: &[(&str, &str)]) -> TestGroup {
+        TestGroup {
+            input_series: series
+                .iter()
+                .map(|(s, v)| InputSeries {
+                    series: s.to_string(),
+                    values: v.to_string(),
+                })
+                .collect(),
+            ..TestGroup::default()
+        }
+    }
+
+    #[test]
+    fn input_samples_become_visible_only_as_the_clock_reaches_them() {
+        let tg = group(&[("x", "1 _ 3")]);
+        let mut input = Input::parse(&tg, Duration::from_secs(60)).unwrap();
+        let storage = RwLock::new(Storage::new());
+        input.load_until(&storage, 0);
+        assert_eq!(stored(&storage, "x"), vec![(0, 1.0)]);
+        input.load_until(&storage, 120_000);
+        assert_eq!(stored(&storage, "x"), vec![(0, 1.0), (120_000, 3.0)]);
+    }
+
+    #[test]
+    fn a_later_definition_of_a_series_replaces_an_earlier_one() {
+        let tg = group(&[("x{a='1'}", "1 1"), ("y", "5"), ("x{a=\"1\"}", "7")]);
+        let mut input = Input::parse(&tg, Duration::from_secs(60)).unwrap();
+        let storage = RwLock::new(Storage::new());
+        input.load_until(&storage, 600_000);
+        assert_eq!(stored(&storage, "x"), vec![(0, 7.0)]);
+    }
+
+    #[test]
+    fn with_interval_zero_the_first_sample_at_a_timestamp_wins() {
+        let tg = group(&[("x", "1 2 3")]);
+        let mut input = Input::parse(&tg, Duration::ZERO).unwrap();
+        let storage = RwLock::new(Storage::new());
+        input.load_until(&storage, 0);
+        assert_eq!(stored(&storage, "x"), vec![(0, 1.0)]);
+    }
+
+    #[test]
+    fn a_bad_series_names_its_position_in_input_series() {
+        let tg = group(&[("x", "1"), ("y{", "1")]);
+        let err = Input::parse(&tg, Duration::from_secs(60)).err().unwrap();
+        assert!(err.starts_with("input_series[1] series \"y{\""), "{err}");
+    }
 
     #[test]
     fn floats_print_like_go_exponent_format() {
