@@ -338,3 +338,25 @@ fn group_eval_order_decides_which_recorded_value_a_later_group_reads() {
         assert_eq!(promtool.code, Some(0), "{order}: {}", promtool.describe());
     }
 }
+
+#[test]
+fn the_report_is_promtools_byte_for_byte_on_templates_keep_firing_for_and_alerts_series() {
+    let test = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rulestest/templates.test.yaml");
+    let ours = kubesignal_test(&test, &[]);
+    let promtool = promtool_test(&test);
+    assert_eq!(promtool.code, Some(1), "{}", promtool.describe());
+    assert_eq!(ours.code, Some(1), "{}", ours.describe());
+    assert_eq!(ours.stdout, promtool.stdout);
+    assert_eq!(ours.stderr, promtool.stderr);
+    // Not vacuous: the report shows the expanded templates and the kept alert.
+    assert!(
+        ours.stderr
+            .contains(r#"a="7 a eu1 http://x.example", q="7""#),
+        "{}",
+        ours.stderr
+    );
+    assert!(
+        ours.stderr
+            .contains(r#"alertstate="pending", job="a", sev="low""#)
+    );
+}

@@ -96,7 +96,10 @@ pub fn run_files(
                 writeln!(err, "  FAILED:")?;
                 for e in errors {
                     writeln!(err, "{e}")?;
-                    writeln!(err)?;
+                    // promtool separates failures with a blank line on stdout.
+                    err.flush()?;
+                    writeln!(out)?;
+                    out.flush()?;
                 }
             }
         }
