@@ -7,10 +7,9 @@
 //! `--state-dir` ([`super::snapshot`]), and [`super::query_api`] serves Prometheus's query API
 //! over it. [`EmbeddedRuntime`] runs those background tasks.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,31 +30,17 @@ use super::scrape::{self, ErrorLabels, ScrapeConfig, Target};
 use super::{remote_write, snapshot};
 use crate::promql::{Engine, EngineOptions, EvalError, Storage, Value};
 
-/// Past this many distinct expressions the parse cache starts over (they come from rule files
-/// and templates, so this only bounds memory against pathological inputs).
-const PARSED_LIMIT: usize = 10_000;
-
-/// Parsed expressions by text.
-type ParseCache = Arc<Mutex<HashMap<String, Arc<promql_parser::parser::Expr>>>>;
-
 /// A datasource that evaluates queries against a store in this process.
 #[derive(Clone, Debug)]
 pub struct EmbeddedDatasource {
     storage: Arc<RwLock<Storage>>,
     engine: Engine,
-    // Rules run the same expressions at every evaluation; parsing compiles their regex
-    // matchers, which otherwise dominates the cost of a rule evaluation.
-    parsed: ParseCache,
 }
 
 impl EmbeddedDatasource {
     /// Queries `storage` with `engine`.
     pub fn new(storage: Arc<RwLock<Storage>>, engine: Engine) -> Self {
-        EmbeddedDatasource {
-            storage,
-            engine,
-            parsed: ParseCache::default(),
-        }
+        EmbeddedDatasource { storage, engine }
     }
 
     /// The store queries read from.
@@ -68,21 +53,6 @@ impl EmbeddedDatasource {
         &self.engine
     }
 
-    /// `expr` parsed, from the cache when it was seen before.
-    fn parse(&self, expr: &str) -> Result<Arc<promql_parser::parser::Expr>, EvalError> {
-        if let Some(found) = self.parsed.lock().ok().and_then(|c| c.get(expr).cloned()) {
-            return Ok(found);
-        }
-        let parsed = Arc::new(Engine::parse(expr)?);
-        if let Ok(mut cache) = self.parsed.lock() {
-            if cache.len() >= PARSED_LIMIT {
-                cache.clear();
-            }
-            cache.insert(expr.to_string(), parsed.clone());
-        }
-        Ok(parsed)
-    }
-
     /// Evaluates `expr` at `ts` synchronously.
     pub fn query_now(&self, expr: &str, ts: DateTime<Utc>) -> Result<Vec<Sample>, DatasourceError> {
         let api_error = |e: EvalError| DatasourceError::Api {
@@ -90,7 +60,7 @@ impl EmbeddedDatasource {
             error_type: error_type(&e).to_string(),
             message: e.to_string(),
         };
-        let parsed = self.parse(expr).map_err(api_error)?;
+        let parsed = self.engine.parse_cached(expr).map_err(api_error)?;
         let storage = self
             .storage
             .read()
@@ -641,7 +611,7 @@ mod parse_cache_tests {
             .query_now(q, DateTime::from_timestamp(60, 0).unwrap())
             .unwrap();
         assert_eq!(second[0].value, 2.0);
-        assert_eq!(ds.parsed.lock().unwrap().len(), 1);
+        assert_eq!(ds.engine().parsed_count(), 1);
         let err = ds
             .query_now("up +", DateTime::from_timestamp(60, 0).unwrap())
             .unwrap_err();
@@ -650,7 +620,7 @@ mod parse_cache_tests {
             "{err}"
         );
         assert_eq!(
-            ds.parsed.lock().unwrap().len(),
+            ds.engine().parsed_count(),
             1,
             "failed parses are not cached"
         );
