@@ -100,6 +100,10 @@ pub enum RulesCommand {
     /// Validate rule files (plain or PrometheusRule): YAML schema, PromQL, templates, durations.
     /// Prints `FILE:LINE: error|warning: message` and exits 1 when any file has an error.
     Check(RulesCheckArgs),
+    /// Run promtool unit-test files (`rule_files`, `input_series`, `alert_rule_test`,
+    /// `promql_expr_test`) on the embedded PromQL engine; no Prometheus needed. Prints
+    /// promtool's report and exits 1 when any test fails.
+    Test(crate::rules::unittest::RulesTestArgs),
 }
 
 /// Arguments of `kubesignal rules check`.
@@ -299,6 +303,16 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let report = crate::rules::check::check_files(&args.files);
             print!("{report}");
             if report.errors() > 0 {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+        Command::Rules(RulesCommand::Test(args)) => {
+            let passed = crate::rules::unittest::run_files(
+                &args,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )?;
+            if !passed {
                 return Ok(std::process::ExitCode::FAILURE);
             }
         }

@@ -132,8 +132,7 @@ pub struct Memory {
     pub series: usize,
     /// Growth of this process's anonymous resident memory while loading our store.
     pub ours_rss_delta: u64,
-    /// What our store holds at least: 16 bytes per sample (timestamp and value) plus label
-    /// strings once per series.
+    /// What our store reports holding: compressed chunks, uncompressed heads and labels.
     pub ours_estimate: u64,
     /// Size of Prometheus's blocks on disk (chunks, index, metadata).
     pub prometheus_blocks: u64,
@@ -326,17 +325,11 @@ pub fn run(args: &PromqlBenchArgs, mut progress: impl FnMut(&str)) -> Result<Rep
     dataset.load_into(&mut storage);
     let load_ours = started.elapsed();
     let after = Rss::current().unwrap_or_default();
-    let label_bytes: usize = dataset
-        .series
-        .iter()
-        .flat_map(|s| s.labels.iter())
-        .map(|(k, v)| k.len() + v.len())
-        .sum();
     let mut memory = Memory {
         samples: storage.sample_count(),
         series: storage.series_count(),
         ours_rss_delta: after.anon.saturating_sub(before.anon),
-        ours_estimate: (storage.sample_count() * 16 + label_bytes) as u64,
+        ours_estimate: storage.memory_bytes() as u64,
         ..Memory::default()
     };
     progress(&format!("loaded our store in {load_ours:.1?}"));
@@ -522,7 +515,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "| ours: 16 B/sample + label bytes (lower bound) | {} | {} |",
+            "| ours: chunks, heads and labels as the store counts them | {} | {} |",
             mib(m.ours_estimate),
             per_million(m.ours_estimate, m.samples)
         )?;

@@ -55,18 +55,20 @@ impl EmbeddedDatasource {
 
     /// Evaluates `expr` at `ts` synchronously.
     pub fn query_now(&self, expr: &str, ts: DateTime<Utc>) -> Result<Vec<Sample>, DatasourceError> {
+        let api_error = |e: EvalError| DatasourceError::Api {
+            expr: expr.to_string(),
+            error_type: error_type(&e).to_string(),
+            message: e.to_string(),
+        };
+        let parsed = self.engine.parse_cached(expr).map_err(api_error)?;
         let storage = self
             .storage
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let value = self
             .engine
-            .instant(&storage, expr, ts.timestamp_millis())
-            .map_err(|e| DatasourceError::Api {
-                expr: expr.to_string(),
-                error_type: error_type(&e).to_string(),
-                message: e.to_string(),
-            })?;
+            .instant_expr(&storage, &parsed, ts.timestamp_millis())
+            .map_err(api_error)?;
         Ok(match value {
             Value::Scalar(p) => vec![Sample {
                 labels: Labels::new(),
@@ -584,6 +586,43 @@ mod tests {
         assert_eq!(
             got,
             vec![("job:up:sum".to_string(), vec![1_700_000_000_000], vec![3.0])]
+        );
+    }
+}
+
+#[cfg(test)]
+mod parse_cache_tests {
+    use super::*;
+    use crate::promql::Labels as PromLabels;
+
+    #[test]
+    fn a_repeated_query_is_parsed_once_and_sees_new_samples() {
+        let storage = Arc::new(RwLock::new(Storage::new()));
+        let up = PromLabels::from_pairs([("__name__", "up"), ("job", "api")]);
+        storage.write().unwrap().append(&up, 0, 1.0);
+        let ds = EmbeddedDatasource::new(storage.clone(), Engine::default());
+        let q = r#"up{job=~"a.*"}"#;
+        let first = ds
+            .query_now(q, DateTime::from_timestamp(0, 0).unwrap())
+            .unwrap();
+        assert_eq!(first[0].value, 1.0);
+        storage.write().unwrap().append(&up, 60_000, 2.0);
+        let second = ds
+            .query_now(q, DateTime::from_timestamp(60, 0).unwrap())
+            .unwrap();
+        assert_eq!(second[0].value, 2.0);
+        assert_eq!(ds.engine().parsed_count(), 1);
+        let err = ds
+            .query_now("up +", DateTime::from_timestamp(60, 0).unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(err, DatasourceError::Api { ref error_type, .. } if error_type == "bad_data"),
+            "{err}"
+        );
+        assert_eq!(
+            ds.engine().parsed_count(),
+            1,
+            "failed parses are not cached"
         );
     }
 }

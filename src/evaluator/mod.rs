@@ -8,6 +8,7 @@
 
 pub mod alert;
 pub mod api;
+pub mod data_file;
 pub mod datasource;
 pub mod embedded;
 pub mod group;
@@ -645,10 +646,25 @@ fn own_url(listen: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, listen.port()))
 }
 
-/// Runs `kubesignal replay`, writing the timeline to stdout.
+/// Runs `kubesignal replay`, writing the timeline to stdout: over the remote datasource, or,
+/// with `--data`, over the file's samples in an in-process store that also takes the recording
+/// results back (so chained rules work without a remote-write endpoint).
 pub async fn run_replay(args: replay::ReplayArgs) -> Result<(), replay::ReplayError> {
-    let datasource = args.datasource.build()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    replay::replay(&args, &datasource, &mut out).await
+    match &args.data {
+        Some(path) => {
+            let storage = Arc::new(RwLock::new(data_file::load(path)?));
+            let engine = crate::promql::Engine::new(crate::promql::EngineOptions {
+                default_subquery_step: args.step,
+                ..Default::default()
+            });
+            let datasource = embedded::EmbeddedDatasource::new(storage, engine);
+            replay::replay_with_sink(&args, &datasource, Some(&datasource), &mut out).await
+        }
+        None => {
+            let datasource = args.datasource.build()?;
+            replay::replay(&args, &datasource, &mut out).await
+        }
+    }
 }

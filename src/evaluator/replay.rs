@@ -28,6 +28,7 @@ pub enum OutputFormat {
 
 /// Flags of `kubesignal replay`.
 #[derive(Clone, Debug, Args)]
+#[command(group(clap::ArgGroup::new("replay-source").required(true).args(["datasource_url", "data"])))]
 pub struct ReplayArgs {
     /// Rule file, directory or glob (repeatable).
     #[arg(long, env = "KUBESIGNAL_RULES", required = true, value_delimiter = ',')]
@@ -36,6 +37,13 @@ pub struct ReplayArgs {
     /// Datasource connection.
     #[command(flatten)]
     pub datasource: DatasourceArgs,
+
+    /// Replay over the samples of this file instead of a datasource: OpenMetrics text (what
+    /// `promtool tsdb create-blocks-from openmetrics` takes) or the Prometheus text format, with
+    /// a timestamp on every sample. Queries run on the embedded PromQL engine, and recording
+    /// results are written back into it.
+    #[arg(long, env = "KUBESIGNAL_DATA", value_name = "FILE", conflicts_with_all = ["datasource_url", "remote_write_url"])]
+    pub data: Option<std::path::PathBuf>,
 
     /// Start of the range (RFC 3339), the first evaluation.
     #[arg(long, env = "KUBESIGNAL_FROM", value_parser = parse_rfc3339)]
@@ -92,6 +100,9 @@ pub enum ReplayError {
     /// The range or step is unusable.
     #[error("{0}")]
     Range(String),
+    /// The `--data` file could not be loaded.
+    #[error(transparent)]
+    Data(#[from] super::data_file::DataFileError),
     /// Writing the output failed.
     #[error("writing the timeline: {0}")]
     Output(#[from] std::io::Error),
@@ -126,6 +137,17 @@ pub async fn replay(
     datasource: &dyn Datasource,
     out: &mut dyn Write,
 ) -> Result<(), ReplayError> {
+    replay_with_sink(args, datasource, None, out).await
+}
+
+/// [`replay`] with recording results written to `local` (the store `datasource` reads) instead
+/// of `--remote-write-url`.
+pub async fn replay_with_sink(
+    args: &ReplayArgs,
+    datasource: &dyn Datasource,
+    local: Option<&dyn RecordSink>,
+    out: &mut dyn Write,
+) -> Result<(), ReplayError> {
     if args.step.is_zero() {
         return Err(ReplayError::Range("--step must be greater than 0".into()));
     }
@@ -157,7 +179,7 @@ pub async fn replay(
                 resend_delay: Duration::ZERO,
                 outage_tolerance: Duration::ZERO,
                 for_grace_period: Duration::ZERO,
-                record_sink: writer.as_ref().map(|w| w as &dyn RecordSink),
+                record_sink: local.or(writer.as_ref().map(|w| w as &dyn RecordSink)),
             };
             let outcome = group.evaluate(ts, &ctx).await;
             failures += outcome.failed;

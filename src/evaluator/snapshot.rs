@@ -2,16 +2,16 @@
 //!
 //! The whole store is written at once, so a flat file of our own fits better than redb: the
 //! write is one sequential pass (no per-sample B-tree inserts or page copies), the file is about
-//! as small as the data (labels once per series, timestamps as varint deltas, values as their
-//! 8 raw bytes so staleness markers survive), and replacing it is a rename. Layout:
+//! as small as the store in memory (labels once per series, samples in the store's own compressed
+//! chunk encoding, which keeps every value's bits so staleness markers survive), and replacing
+//! it is a rename. Layout:
 //!
 //! ```text
-//! "KSEMBSN1"  magic and version
+//! "KSEMBSN2"  magic and version
 //! varint      series count, then per series:
 //!   varint    label count, then per label: varint length + name bytes, varint length + value bytes
 //!   varint    sample count
-//!   zigzag varints: first timestamp (ms), then the differences to the previous one
-//!   8 bytes   per sample: the value's bits, little endian
+//!   varint    byte length, then the samples encoded by `promql::chunk::encode_points`
 //! 8 bytes     FNV-1a 64 of everything above, little endian
 //! ```
 //!
@@ -22,9 +22,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::promql::chunk::{decode_points, encode_points};
 use crate::promql::{Labels, Storage};
 
-const MAGIC: &[u8; 8] = b"KSEMBSN1";
+const MAGIC: &[u8; 8] = b"KSEMBSN2";
 
 /// The snapshot's file name in the state directory.
 pub const FILE_NAME: &str = "embedded-store.snapshot";
@@ -74,17 +75,9 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
 /// Encodes the whole store.
 pub fn encode(storage: &Storage) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + storage.sample_count() * 10);
+    let mut out = Vec::with_capacity(64 + storage.sample_count() * 3);
     out.extend_from_slice(MAGIC);
     put_varint(&mut out, storage.series_count() as u64);
     for s in storage.iter() {
@@ -95,14 +88,12 @@ pub fn encode(storage: &Storage) -> Vec<u8> {
         }
         let points = s.all_samples();
         put_varint(&mut out, points.len() as u64);
-        let mut prev = 0i64;
-        for p in &points {
-            put_varint(&mut out, zigzag(p.t.wrapping_sub(prev)));
-            prev = p.t;
-        }
-        for p in &points {
-            out.extend_from_slice(&p.v.to_bits().to_le_bytes());
-        }
+        let encoded = if points.is_empty() {
+            Vec::new()
+        } else {
+            encode_points(&points)
+        };
+        put_bytes(&mut out, &encoded);
     }
     let sum = fnv1a(&out);
     out.extend_from_slice(&sum.to_le_bytes());
@@ -149,6 +140,12 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
+    /// A varint length followed by that many bytes.
+    fn take_counted(&mut self) -> Result<&'a [u8], String> {
+        let n = self.count(1)?;
+        self.take(n)
+    }
+
     fn string(&mut self) -> Result<&'a str, String> {
         let n = self.count(1)?;
         let at = self.pos;
@@ -180,16 +177,22 @@ pub fn decode(data: &[u8], storage: &mut Storage) -> Result<(), String> {
             pairs.push((k, v));
         }
         let labels = Labels::from_pairs(pairs);
-        let n = r.count(9)?;
-        let mut ts = Vec::with_capacity(n);
-        let mut prev = 0i64;
-        for _ in 0..n {
-            prev = prev.wrapping_add(unzigzag(r.varint()?));
-            ts.push(prev);
+        let n = r.varint()?;
+        let bytes = r.take_counted()?;
+        // Each sample after the first takes at least two bits.
+        if n > 1 + bytes.len() as u64 * 4 || n > u64::from(u32::MAX) {
+            return Err(format!(
+                "sample count {n} does not fit in {} bytes",
+                bytes.len()
+            ));
         }
-        for t in ts {
-            let v = f64::from_bits(u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes")));
-            storage.append(&labels, t, v);
+        let mut prev = None;
+        for p in decode_points(bytes, n as u32) {
+            if prev.is_some_and(|t| p.t <= t) {
+                return Err(format!("samples of {labels} are out of order"));
+            }
+            prev = Some(p.t);
+            storage.append(&labels, p.t, p.v);
         }
     }
     if r.pos != body.len() {

@@ -229,6 +229,29 @@ impl Chunk {
     }
 }
 
+/// Encodes points (non-empty, in time order) in the chunk format, for files that persist a
+/// series; [`decode_points`] reads them back.
+pub fn encode_points(points: &[Point]) -> Vec<u8> {
+    Chunk::encode(points).bytes.into_vec()
+}
+
+/// Decodes `count` points written by [`encode_points`]. Damaged input gives wrong points, never
+/// a panic; callers protect their files with a checksum and bound `count` by the data's size.
+pub fn decode_points(bytes: &[u8], count: u32) -> Vec<Point> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let chunk = Chunk {
+        min_t: 0,
+        max_t: 0,
+        count,
+        bytes: bytes.into(),
+    };
+    let mut out = Vec::new();
+    chunk.decode_into(&mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

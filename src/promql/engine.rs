@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Expr, Function};
+use regex::Regex;
 
 use super::eval::{Evaluator, Val};
 use super::storage::Storage;
@@ -67,16 +69,69 @@ pub enum EvalError {
     Timeout,
 }
 
-/// The PromQL engine. It holds settings only; data comes from the [`Storage`] each call is given.
+/// Past this many distinct entries a cache starts over. Queries come from rule files,
+/// templates and dashboards, so this only bounds memory against pathological callers.
+const CACHE_LIMIT: usize = 10_000;
+
+/// The PromQL engine: settings and caches shared by its clones; data comes from the [`Storage`]
+/// each call is given.
 #[derive(Clone, Debug, Default)]
 pub struct Engine {
     opts: EngineOptions,
+    // Rules and dashboards run the same expressions again and again; parsing compiles their
+    // regex matchers, which would otherwise dominate a rule evaluation.
+    parsed: Arc<Mutex<HashMap<String, Arc<Expr>>>>,
+    // Prometheus 3 regexes (`.` matches a newline), compiled once per pattern.
+    dot_all: Arc<Mutex<HashMap<String, Regex>>>,
 }
 
 impl Engine {
     /// An engine with the given settings.
     pub fn new(opts: EngineOptions) -> Self {
-        Engine { opts }
+        Engine {
+            opts,
+            ..Engine::default()
+        }
+    }
+
+    /// `query` parsed, from the engine's cache when it was seen before.
+    pub fn parse_cached(&self, query: &str) -> Result<Arc<Expr>, EvalError> {
+        if let Some(found) = self.parsed.lock().ok().and_then(|c| c.get(query).cloned()) {
+            return Ok(found);
+        }
+        let parsed = Arc::new(Self::parse(query)?);
+        if let Ok(mut cache) = self.parsed.lock() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(query.to_string(), parsed.clone());
+        }
+        Ok(parsed)
+    }
+
+    /// How many parsed queries the cache holds.
+    pub fn parsed_count(&self) -> usize {
+        self.parsed.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// `pattern` compiled the Prometheus 3 way, anchored and with `.` matching a newline.
+    pub(crate) fn dot_all_regex(&self, pattern: &str) -> Option<Regex> {
+        if let Some(found) = self
+            .dot_all
+            .lock()
+            .ok()
+            .and_then(|c| c.get(pattern).cloned())
+        {
+            return Some(found);
+        }
+        let re = Regex::new(&format!("(?s)^(?:{pattern})$")).ok()?;
+        if let Ok(mut cache) = self.dot_all.lock() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(pattern.to_string(), re.clone());
+        }
+        Some(re)
     }
 
     /// The engine's settings.
@@ -92,13 +147,13 @@ impl Engine {
 
     /// Evaluates `query` at `t` (milliseconds since the epoch).
     pub fn instant(&self, storage: &Storage, query: &str, t: i64) -> Result<Value, EvalError> {
-        let expr = Self::parse(query)?;
+        let expr = self.parse_cached(query)?;
         self.instant_expr(storage, &expr, t)
     }
 
     /// Evaluates an already parsed expression at `t`.
     pub fn instant_expr(&self, storage: &Storage, expr: &Expr, t: i64) -> Result<Value, EvalError> {
-        let ev = Evaluator::new(storage, &self.opts, t, t);
+        let ev = Evaluator::new(storage, self, t, t);
         ev.begin_step()?;
         Ok(match ev.eval(expr, t)? {
             Val::Scalar(v) => Value::Scalar(Point { t, v }),
@@ -125,7 +180,7 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<Vec<Series>, EvalError> {
-        let expr = Self::parse(query)?;
+        let expr = self.parse_cached(query)?;
         self.range_expr(storage, &expr, start, end, step)
     }
 
@@ -148,7 +203,7 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let mut ev = Evaluator::new(storage, &self.opts, start, end);
+        let mut ev = Evaluator::new(storage, self, start, end);
         ev.step = step;
         let mut series: HashMap<Labels, Vec<Point>> = HashMap::new();
         let mut total = 0usize;

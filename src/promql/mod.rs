@@ -6,7 +6,7 @@
 //! datasource. Prometheus 2.x semantics are the default; [`Semantics::V3`] switches to the range
 //! and lookback boundaries of Prometheus 3.
 
-mod chunk;
+pub mod chunk;
 pub mod engine;
 mod eval;
 pub mod script;

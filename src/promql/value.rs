@@ -19,9 +19,11 @@ pub fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// A set of labels, kept sorted by name so two equal sets compare and hash equal.
+/// A set of labels, kept sorted by name so two equal sets compare and hash equal. Names and
+/// values are shared strings: operators derive new sets from old ones at every step of a
+/// query, and this keeps that to reference counting.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Arc<[(String, String)]>);
+pub struct Labels(Arc<[(Arc<str>, Arc<str>)]>);
 
 impl Labels {
     /// Builds a label set from pairs in any order. Empty values are dropped, as in Prometheus,
@@ -46,7 +48,17 @@ impl Labels {
             }
         }
         out.retain(|(_, v)| !v.is_empty());
-        Labels(out.into())
+        Labels(
+            out.into_iter()
+                .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+                .collect(),
+        )
+    }
+
+    /// Identity of the shared allocation, for caches that key on a label set without hashing
+    /// its strings. Equal sets from different allocations have different addresses.
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
     }
 
     /// The empty label set.
@@ -57,9 +69,9 @@ impl Labels {
     /// The value of `name`, if the set has it.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .binary_search_by(|(k, _)| (**k).cmp(name))
             .ok()
-            .map(|i| self.0[i].1.as_str())
+            .map(|i| &*self.0[i].1)
     }
 
     /// The metric name, if any.
@@ -69,7 +81,7 @@ impl Labels {
 
     /// The pairs in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (&**k, &**v))
     }
 
     /// Number of labels.
@@ -90,7 +102,7 @@ impl Labels {
         Labels(
             self.0
                 .iter()
-                .filter(|(k, _)| k != METRIC_NAME)
+                .filter(|(k, _)| &**k != METRIC_NAME)
                 .cloned()
                 .collect(),
         )
@@ -98,11 +110,15 @@ impl Labels {
 
     /// The same set with `name` set to `value` (removed when `value` is empty).
     pub fn with(&self, name: &str, value: &str) -> Labels {
-        let mut v: Vec<(String, String)> =
-            self.0.iter().filter(|(k, _)| k != name).cloned().collect();
+        let mut v: Vec<(Arc<str>, Arc<str>)> = self
+            .0
+            .iter()
+            .filter(|(k, _)| &**k != name)
+            .cloned()
+            .collect();
         if !value.is_empty() {
-            let at = v.partition_point(|(k, _)| k.as_str() < name);
-            v.insert(at, (name.to_string(), value.to_string()));
+            let at = v.partition_point(|(k, _)| &**k < name);
+            v.insert(at, (Arc::from(name), Arc::from(value)));
         }
         Labels(v.into())
     }

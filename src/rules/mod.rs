@@ -5,3 +5,4 @@ pub mod check;
 pub mod duration;
 pub mod file;
 pub mod load;
+pub mod unittest;

@@ -68,7 +68,9 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, a: &'s AggregateExpr, t: i64) -> Resu
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in input {
-        let key = group_labels(&a.modifier, &s.labels);
+        let key = ev.memo(a as *const AggregateExpr as usize, &s.labels, |l| {
+            group_labels(&a.modifier, l)
+        });
         let gi = match index.get(&key) {
             Some(&i) => i,
             None => {

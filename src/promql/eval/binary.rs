@@ -36,8 +36,8 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, b: &'s BinaryExpr, t: i64) -> Result<
         }
         (Val::Vector(l), Val::Vector(r)) => {
             let out = match op {
-                T_LAND | T_LOR | T_LUNLESS => set_op(op, b, l, r),
-                _ => vector_vector(op, b, l, r, return_bool, ev.v3(), t)?,
+                T_LAND | T_LOR | T_LUNLESS => set_op(ev, op, b, l, r),
+                _ => vector_vector(ev, op, b, l, r, return_bool, t)?,
             };
             Ok(Val::Vector(out))
         }
@@ -156,6 +156,11 @@ impl Matching<'_> {
         }
     }
 
+    /// The signature, memoised per query for this operator node.
+    fn sig(&self, ev: &Evaluator<'_>, node: &BinaryExpr, l: &Labels) -> Labels {
+        ev.memo(node as *const BinaryExpr as usize, l, |l| self.signature(l))
+    }
+
     fn signature(&self, l: &Labels) -> Labels {
         if self.on {
             l.filter(|k| self.names.iter().any(|n| n == k))
@@ -165,27 +170,33 @@ impl Matching<'_> {
     }
 }
 
-fn set_op(op: TokenId, b: &BinaryExpr, l: Vec<Sample>, r: Vec<Sample>) -> Vec<Sample> {
+fn set_op(
+    ev: &Evaluator<'_>,
+    op: TokenId,
+    b: &BinaryExpr,
+    l: Vec<Sample>,
+    r: Vec<Sample>,
+) -> Vec<Sample> {
     let m = Matching::new(b);
     match op {
         T_LAND => {
-            let right: HashSet<Labels> = r.iter().map(|s| m.signature(&s.labels)).collect();
+            let right: HashSet<Labels> = r.iter().map(|s| m.sig(ev, b, &s.labels)).collect();
             l.into_iter()
-                .filter(|s| right.contains(&m.signature(&s.labels)))
+                .filter(|s| right.contains(&m.sig(ev, b, &s.labels)))
                 .collect()
         }
         T_LUNLESS => {
-            let right: HashSet<Labels> = r.iter().map(|s| m.signature(&s.labels)).collect();
+            let right: HashSet<Labels> = r.iter().map(|s| m.sig(ev, b, &s.labels)).collect();
             l.into_iter()
-                .filter(|s| !right.contains(&m.signature(&s.labels)))
+                .filter(|s| !right.contains(&m.sig(ev, b, &s.labels)))
                 .collect()
         }
         _ => {
-            let left: HashSet<Labels> = l.iter().map(|s| m.signature(&s.labels)).collect();
+            let left: HashSet<Labels> = l.iter().map(|s| m.sig(ev, b, &s.labels)).collect();
             let mut out = l;
             out.extend(
                 r.into_iter()
-                    .filter(|s| !left.contains(&m.signature(&s.labels))),
+                    .filter(|s| !left.contains(&m.sig(ev, b, &s.labels))),
             );
             out
         }
@@ -193,14 +204,15 @@ fn set_op(op: TokenId, b: &BinaryExpr, l: Vec<Sample>, r: Vec<Sample>) -> Vec<Sa
 }
 
 fn vector_vector(
+    ev: &Evaluator<'_>,
     op: TokenId,
     b: &BinaryExpr,
     lhs: Vec<Sample>,
     rhs: Vec<Sample>,
     return_bool: bool,
-    v3: bool,
     t: i64,
 ) -> Result<Vec<Sample>, EvalError> {
+    let v3 = ev.v3();
     let m = Matching::new(b);
     let card = b
         .modifier
@@ -230,7 +242,7 @@ fn vector_vector(
     let mut one_by_sig: HashMap<Labels, &Sample> = HashMap::with_capacity(one.len());
     let mut one_order: Vec<Labels> = Vec::new();
     for s in &one {
-        let sig = m.signature(&s.labels);
+        let sig = m.sig(ev, b, &s.labels);
         if let Some(dup) = one_by_sig.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
             // Report the pair in sorted order, so the message is stable.
@@ -260,7 +272,7 @@ fn vector_vector(
     // Unmatched "one"-side groups get a stand-in "many" element carrying the group's labels.
     let mut stand_ins = Vec::new();
     if let Some(f) = many_fill {
-        let many_sigs: HashSet<Labels> = many.iter().map(|s| m.signature(&s.labels)).collect();
+        let many_sigs: HashSet<Labels> = many.iter().map(|s| m.sig(ev, b, &s.labels)).collect();
         for sig in &one_order {
             if !many_sigs.contains(sig) {
                 stand_ins.push(Sample {
@@ -272,7 +284,7 @@ fn vector_vector(
         }
     }
     for ms in many.iter().chain(&stand_ins) {
-        let sig = m.signature(&ms.labels);
+        let sig = m.sig(ev, b, &ms.labels);
         let os = match one_by_sig.get(&sig) {
             Some(os) => *os,
             None if one_fill.is_some() => &filled_one,

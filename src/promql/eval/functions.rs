@@ -65,49 +65,55 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
         }
 
         // Range-vector reductions.
-        "rate" => over(matrix_arg(0)?, t, false, |p, m| {
+        "rate" => over(ev, matrix_arg(0)?, t, false, |p, m| {
             ot::extrapolated_rate(p, m, true, true, left_open)
         }),
-        "increase" => over(matrix_arg(0)?, t, false, |p, m| {
+        "increase" => over(ev, matrix_arg(0)?, t, false, |p, m| {
             ot::extrapolated_rate(p, m, true, false, left_open)
         }),
-        "delta" => over(matrix_arg(0)?, t, false, |p, m| {
+        "delta" => over(ev, matrix_arg(0)?, t, false, |p, m| {
             ot::extrapolated_rate(p, m, false, false, left_open)
         }),
-        "irate" => over(matrix_arg(0)?, t, false, |p, _| ot::instant_value(p, true)),
-        "idelta" => over(matrix_arg(0)?, t, false, |p, _| ot::instant_value(p, false)),
-        "avg_over_time" => over(matrix_arg(0)?, t, false, |p, _| Some(ot::avg(p))),
-        "sum_over_time" => over(matrix_arg(0)?, t, false, |p, _| Some(ot::sum(p))),
-        "count_over_time" => over(matrix_arg(0)?, t, false, |p, _| Some(p.len() as f64)),
-        "min_over_time" => over(matrix_arg(0)?, t, false, |p, _| Some(ot::min(p))),
-        "max_over_time" => over(matrix_arg(0)?, t, false, |p, _| Some(ot::max(p))),
-        "stdvar_over_time" => over(matrix_arg(0)?, t, false, |p, _| Some(ot::stdvar(p))),
-        "stddev_over_time" => over(matrix_arg(0)?, t, false, |p, _| Some(ot::stdvar(p).sqrt())),
-        "last_over_time" => over(matrix_arg(0)?, t, true, |p, _| p.last().map(|p| p.v)),
-        "first_over_time" => over(matrix_arg(0)?, t, true, |p, _| p.first().map(|p| p.v)),
-        "ts_of_last_over_time" => over(matrix_arg(0)?, t, false, |p, _| {
+        "irate" => over(ev, matrix_arg(0)?, t, false, |p, _| {
+            ot::instant_value(p, true)
+        }),
+        "idelta" => over(ev, matrix_arg(0)?, t, false, |p, _| {
+            ot::instant_value(p, false)
+        }),
+        "avg_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| Some(ot::avg(p))),
+        "sum_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| Some(ot::sum(p))),
+        "count_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| Some(p.len() as f64)),
+        "min_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| Some(ot::min(p))),
+        "max_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| Some(ot::max(p))),
+        "stdvar_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| Some(ot::stdvar(p))),
+        "stddev_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| {
+            Some(ot::stdvar(p).sqrt())
+        }),
+        "last_over_time" => over(ev, matrix_arg(0)?, t, true, |p, _| p.last().map(|p| p.v)),
+        "first_over_time" => over(ev, matrix_arg(0)?, t, true, |p, _| p.first().map(|p| p.v)),
+        "ts_of_last_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| {
             p.last().map(|p| p.t as f64 / 1000.0)
         }),
-        "ts_of_first_over_time" => over(matrix_arg(0)?, t, false, |p, _| {
+        "ts_of_first_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| {
             p.first().map(|p| p.t as f64 / 1000.0)
         }),
-        "ts_of_min_over_time" => over(matrix_arg(0)?, t, false, |p, _| {
+        "ts_of_min_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| {
             ot::ts_of_extreme(p, |a, b| a < b)
         }),
-        "ts_of_max_over_time" => over(matrix_arg(0)?, t, false, |p, _| {
+        "ts_of_max_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| {
             ot::ts_of_extreme(p, |a, b| a > b)
         }),
-        "present_over_time" => over(matrix_arg(0)?, t, false, |_, _| Some(1.0)),
-        "mad_over_time" => over(matrix_arg(0)?, t, false, |p, _| Some(ot::mad(p))),
-        "changes" => over(matrix_arg(0)?, t, false, |p, _| Some(ot::changes(p))),
-        "resets" => over(matrix_arg(0)?, t, false, |p, _| Some(ot::resets(p))),
-        "deriv" => over(matrix_arg(0)?, t, false, |p, _| {
+        "present_over_time" => over(ev, matrix_arg(0)?, t, false, |_, _| Some(1.0)),
+        "mad_over_time" => over(ev, matrix_arg(0)?, t, false, |p, _| Some(ot::mad(p))),
+        "changes" => over(ev, matrix_arg(0)?, t, false, |p, _| Some(ot::changes(p))),
+        "resets" => over(ev, matrix_arg(0)?, t, false, |p, _| Some(ot::resets(p))),
+        "deriv" => over(ev, matrix_arg(0)?, t, false, |p, _| {
             (p.len() >= 2).then(|| ot::linear_regression(p, p[0].t).0)
         }),
         "predict_linear" => {
             let m = matrix_arg(0)?;
             let d = scalar_arg(1)?;
-            over(m, t, false, |p, _| {
+            over(ev, m, t, false, |p, _| {
                 (p.len() >= 2).then(|| {
                     let (slope, intercept) = ot::linear_regression(p, t);
                     slope * d + intercept
@@ -116,7 +122,7 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
         }
         "quantile_over_time" => {
             let q = scalar_arg(0)?;
-            over(matrix_arg(1)?, t, false, |p, _| {
+            over(ev, matrix_arg(1)?, t, false, |p, _| {
                 Some(ot::quantile_over_time(q, p))
             })
         }
@@ -134,7 +140,7 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
                     "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
                 )));
             }
-            over(m, t, false, |p, _| {
+            over(ev, m, t, false, |p, _| {
                 ot::double_exponential_smoothing(p, sf, tf)
             })
         }
@@ -175,15 +181,15 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
                 })
                 .collect()
         }
-        "abs" => map(vector_arg(0)?, t, f64::abs),
-        "ceil" => map(vector_arg(0)?, t, f64::ceil),
-        "floor" => map(vector_arg(0)?, t, f64::floor),
-        "exp" => map(vector_arg(0)?, t, f64::exp),
-        "sqrt" => map(vector_arg(0)?, t, f64::sqrt),
-        "ln" => map(vector_arg(0)?, t, f64::ln),
-        "log2" => map(vector_arg(0)?, t, f64::log2),
-        "log10" => map(vector_arg(0)?, t, f64::log10),
-        "sgn" => map(vector_arg(0)?, t, |v| {
+        "abs" => map(ev, vector_arg(0)?, t, f64::abs),
+        "ceil" => map(ev, vector_arg(0)?, t, f64::ceil),
+        "floor" => map(ev, vector_arg(0)?, t, f64::floor),
+        "exp" => map(ev, vector_arg(0)?, t, f64::exp),
+        "sqrt" => map(ev, vector_arg(0)?, t, f64::sqrt),
+        "ln" => map(ev, vector_arg(0)?, t, f64::ln),
+        "log2" => map(ev, vector_arg(0)?, t, f64::log2),
+        "log10" => map(ev, vector_arg(0)?, t, f64::log10),
+        "sgn" => map(ev, vector_arg(0)?, t, |v| {
             if v > 0.0 {
                 1.0
             } else if v < 0.0 {
@@ -192,25 +198,25 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
                 v
             }
         }),
-        "deg" => map(vector_arg(0)?, t, f64::to_degrees),
-        "rad" => map(vector_arg(0)?, t, f64::to_radians),
-        "sin" => map(vector_arg(0)?, t, f64::sin),
-        "cos" => map(vector_arg(0)?, t, f64::cos),
-        "tan" => map(vector_arg(0)?, t, f64::tan),
-        "asin" => map(vector_arg(0)?, t, f64::asin),
-        "acos" => map(vector_arg(0)?, t, f64::acos),
-        "atan" => map(vector_arg(0)?, t, f64::atan),
-        "sinh" => map(vector_arg(0)?, t, f64::sinh),
-        "cosh" => map(vector_arg(0)?, t, f64::cosh),
-        "tanh" => map(vector_arg(0)?, t, f64::tanh),
-        "asinh" => map(vector_arg(0)?, t, f64::asinh),
-        "acosh" => map(vector_arg(0)?, t, f64::acosh),
-        "atanh" => map(vector_arg(0)?, t, f64::atanh),
+        "deg" => map(ev, vector_arg(0)?, t, f64::to_degrees),
+        "rad" => map(ev, vector_arg(0)?, t, f64::to_radians),
+        "sin" => map(ev, vector_arg(0)?, t, f64::sin),
+        "cos" => map(ev, vector_arg(0)?, t, f64::cos),
+        "tan" => map(ev, vector_arg(0)?, t, f64::tan),
+        "asin" => map(ev, vector_arg(0)?, t, f64::asin),
+        "acos" => map(ev, vector_arg(0)?, t, f64::acos),
+        "atan" => map(ev, vector_arg(0)?, t, f64::atan),
+        "sinh" => map(ev, vector_arg(0)?, t, f64::sinh),
+        "cosh" => map(ev, vector_arg(0)?, t, f64::cosh),
+        "tanh" => map(ev, vector_arg(0)?, t, f64::tanh),
+        "asinh" => map(ev, vector_arg(0)?, t, f64::asinh),
+        "acosh" => map(ev, vector_arg(0)?, t, f64::acosh),
+        "atanh" => map(ev, vector_arg(0)?, t, f64::atanh),
         "round" => {
             let v = vector_arg(0)?;
             let to = if args.len() > 1 { scalar_arg(1)? } else { 1.0 };
             let inverse = 1.0 / to;
-            map(v, t, |x| (x * inverse + 0.5).floor() / inverse)
+            map(ev, v, t, |x| (x * inverse + 0.5).floor() / inverse)
         }
         "clamp" => {
             let v = vector_arg(0)?;
@@ -218,18 +224,18 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
             if hi < lo {
                 Vec::new()
             } else {
-                map(v, t, |x| go_max(lo, go_min(hi, x)))
+                map(ev, v, t, |x| go_max(lo, go_min(hi, x)))
             }
         }
         "clamp_min" => {
             let v = vector_arg(0)?;
             let lo = scalar_arg(1)?;
-            map(v, t, |x| go_max(lo, x))
+            map(ev, v, t, |x| go_max(lo, x))
         }
         "clamp_max" => {
             let v = vector_arg(0)?;
             let hi = scalar_arg(1)?;
-            map(v, t, |x| go_min(hi, x))
+            map(ev, v, t, |x| go_min(hi, x))
         }
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
         | "month" | "year" => {
@@ -242,7 +248,7 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
             } else {
                 vector_arg(0)?
             };
-            map(v, t, |x| date_part(name, x))
+            map(ev, v, t, |x| date_part(name, x))
         }
         "sort" | "sort_desc" => {
             let mut v = vector_arg(0)?;
@@ -352,12 +358,12 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
         }
         "histogram_quantile" => {
             let q = scalar_arg(0)?;
-            histogram_quantile(q, vector_arg(1)?, t)
+            histogram_quantile(ev, q, vector_arg(1)?, t)
         }
         "histogram_fraction" => {
             let lower = scalar_arg(0)?;
             let upper = scalar_arg(1)?;
-            histogram_fraction(lower, upper, vector_arg(2)?, t)
+            histogram_fraction(ev, lower, upper, vector_arg(2)?, t)
         }
         // Native histograms are not stored, so these have nothing to read from float series.
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
@@ -374,6 +380,7 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, c: &'s Call, t: i64) -> Result<Val, E
 
 /// Applies a reduction to each series of a range vector.
 fn over(
+    ev: &Evaluator<'_>,
     m: Matrix,
     t: i64,
     keep_name: bool,
@@ -386,7 +393,7 @@ fn over(
                 labels: if keep_name {
                     s.labels.clone()
                 } else {
-                    s.labels.without_name()
+                    ev.without_name(&s.labels)
                 },
                 t,
                 v,
@@ -396,10 +403,10 @@ fn over(
     out
 }
 
-fn map(v: Vec<Sample>, t: i64, f: impl Fn(f64) -> f64) -> Vec<Sample> {
+fn map(ev: &Evaluator<'_>, v: Vec<Sample>, t: i64, f: impl Fn(f64) -> f64) -> Vec<Sample> {
     v.into_iter()
         .map(|s| Sample {
-            labels: s.labels.without_name(),
+            labels: ev.without_name(&s.labels),
             t,
             v: f(s.v),
         })

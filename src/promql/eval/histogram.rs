@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::Sample;
+use super::{Evaluator, Sample, WITHOUT_LE};
 use crate::promql::value::Labels;
 
 struct Bucket {
@@ -12,22 +12,35 @@ struct Bucket {
 
 /// Groups bucket series by their labels without `le` (and the metric name) and estimates the
 /// φ-quantile of each group. Series without a parsable `le` are left out.
-pub(super) fn histogram_quantile(q: f64, input: Vec<Sample>, t: i64) -> Vec<Sample> {
-    per_group(input, t, |buckets| bucket_quantile(q, buckets))
+pub(super) fn histogram_quantile(
+    ev: &Evaluator<'_>,
+    q: f64,
+    input: Vec<Sample>,
+    t: i64,
+) -> Vec<Sample> {
+    per_group(ev, input, t, |buckets| bucket_quantile(q, buckets))
 }
 
 /// `histogram_fraction(lower, upper, buckets)`: the estimated share of observations between
 /// the two values.
 pub(super) fn histogram_fraction(
+    ev: &Evaluator<'_>,
     lower: f64,
     upper: f64,
     input: Vec<Sample>,
     t: i64,
 ) -> Vec<Sample> {
-    per_group(input, t, |buckets| bucket_fraction(lower, upper, buckets))
+    per_group(ev, input, t, |buckets| {
+        bucket_fraction(lower, upper, buckets)
+    })
 }
 
-fn per_group(input: Vec<Sample>, t: i64, f: impl Fn(Vec<Bucket>) -> f64) -> Vec<Sample> {
+fn per_group(
+    ev: &Evaluator<'_>,
+    input: Vec<Sample>,
+    t: i64,
+    f: impl Fn(Vec<Bucket>) -> f64,
+) -> Vec<Sample> {
     let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in input {
@@ -35,7 +48,7 @@ fn per_group(input: Vec<Sample>, t: i64, f: impl Fn(Vec<Bucket>) -> f64) -> Vec<
             continue;
         };
         // Buckets of different metrics stay apart, even though the name is dropped afterwards.
-        let key = s.labels.with("le", "");
+        let key = ev.memo(WITHOUT_LE, &s.labels, |l| l.with("le", ""));
         let i = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
             groups.len() - 1
@@ -45,7 +58,7 @@ fn per_group(input: Vec<Sample>, t: i64, f: impl Fn(Vec<Bucket>) -> f64) -> Vec<
     groups
         .into_iter()
         .map(|(labels, buckets)| Sample {
-            labels: labels.without_name(),
+            labels: ev.without_name(&labels),
             t,
             v: f(buckets),
         })

@@ -18,9 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
-use regex::Regex;
 
-use super::engine::{EngineOptions, EvalError, Semantics};
+use super::engine::{Engine, EngineOptions, EvalError, Semantics};
 use super::storage::{DecodeCache, SeriesView, Storage};
 use super::value::{Labels, METRIC_NAME, Point, Series, is_stale};
 
@@ -66,9 +65,18 @@ impl Val {
 
 type Selected<'s> = Rc<Vec<SeriesView<'s>>>;
 
+/// Memo operation for dropping `__name__`; other operations use their AST node's address,
+/// which is never this small.
+const WITHOUT_NAME: usize = 1;
+/// Memo operation for `histogram_quantile`'s bucket grouping key.
+pub(crate) const WITHOUT_LE: usize = 2;
+/// Entries a query's label memo holds before it starts over.
+const LABEL_MEMO_LIMIT: usize = 1_000_000;
+
 /// The state of one query: its data, settings, time limits and caches.
 pub(crate) struct Evaluator<'s> {
     storage: &'s Storage,
+    engine: &'s Engine,
     opts: &'s EngineOptions,
     /// Query start and end, which `@ start()` and `@ end()` refer to.
     pub(crate) start: i64,
@@ -77,11 +85,14 @@ pub(crate) struct Evaluator<'s> {
     pub(crate) step: i64,
     deadline: Instant,
     selections: RefCell<HashMap<usize, Selected<'s>>>,
-    regexes: RefCell<HashMap<String, Regex>>,
     decoded: RefCell<DecodeCache>,
     /// Whether reads go through `decoded`: worth it only when steps revisit the same chunks
     /// (range queries and subqueries), a cost otherwise.
     pub(crate) reuse_chunks: Cell<bool>,
+    /// Label sets derived from others (name dropped, grouping key, match signature), by the
+    /// source set's address and the deriving operation. The source is kept alive in the entry so
+    /// its address cannot be reused while the entry exists.
+    label_memo: RefCell<HashMap<(usize, usize), (Labels, Labels)>>,
     /// Samples held by the step being evaluated.
     samples: Cell<usize>,
 }
@@ -106,24 +117,52 @@ fn offset_millis(o: &Option<Offset>) -> i64 {
 }
 
 impl<'s> Evaluator<'s> {
-    pub(crate) fn new(storage: &'s Storage, opts: &'s EngineOptions, start: i64, end: i64) -> Self {
+    pub(crate) fn new(storage: &'s Storage, engine: &'s Engine, start: i64, end: i64) -> Self {
+        let opts = engine.options();
         Evaluator {
             storage,
+            engine,
             opts,
             start,
             end,
             step: 0,
             deadline: Instant::now() + opts.timeout,
             selections: RefCell::new(HashMap::new()),
-            regexes: RefCell::new(HashMap::new()),
             decoded: RefCell::new(DecodeCache::default()),
             reuse_chunks: Cell::new(start != end),
             samples: Cell::new(0),
+            label_memo: RefCell::new(HashMap::new()),
         }
     }
 
     pub(crate) fn v3(&self) -> bool {
         self.opts.semantics == Semantics::V3
+    }
+
+    /// `derive(l)`, computed once per query for each source set and operation. Range queries
+    /// derive the same sets at every step; this saves the allocations and string hashing.
+    pub(crate) fn memo(
+        &self,
+        op: usize,
+        l: &Labels,
+        derive: impl FnOnce(&Labels) -> Labels,
+    ) -> Labels {
+        let key = (l.addr(), op);
+        if let Some((_, hit)) = self.label_memo.borrow().get(&key) {
+            return hit.clone();
+        }
+        let derived = derive(l);
+        let mut memo = self.label_memo.borrow_mut();
+        if memo.len() >= LABEL_MEMO_LIMIT {
+            memo.clear();
+        }
+        memo.insert(key, (l.clone(), derived.clone()));
+        derived
+    }
+
+    /// The set without `__name__`, memoised.
+    pub(crate) fn without_name(&self, l: &Labels) -> Labels {
+        self.memo(WITHOUT_NAME, l, Labels::without_name)
     }
 
     /// Starts a new top-level step: the sample budget applies per step.
@@ -197,18 +236,18 @@ impl<'s> Evaluator<'s> {
             MatchOp::NotRe(_) => true,
             _ => return m,
         };
-        let mut cache = self.regexes.borrow_mut();
-        let re = cache.entry(m.value.clone()).or_insert_with(|| {
-            Regex::new(&format!("(?s)^(?:{})$", m.value)).unwrap_or_else(|_| match &m.op {
+        let re = match self.engine.dot_all_regex(&m.value) {
+            Some(re) => re,
+            None => match &m.op {
                 MatchOp::Re(r) | MatchOp::NotRe(r) => r.clone(),
                 _ => unreachable!("only regex matchers reach here"),
-            })
-        });
+            },
+        };
         Matcher {
             op: if negate {
-                MatchOp::NotRe(re.clone())
+                MatchOp::NotRe(re)
             } else {
-                MatchOp::Re(re.clone())
+                MatchOp::Re(re)
             },
             name: m.name,
             value: m.value,
@@ -235,7 +274,7 @@ impl<'s> Evaluator<'s> {
                     let out: Vec<Sample> = v
                         .into_iter()
                         .map(|s| Sample {
-                            labels: self.drop_name(&s.labels),
+                            labels: self.without_name(&s.labels),
                             t,
                             v: -s.v,
                         })
@@ -255,10 +294,6 @@ impl<'s> Evaluator<'s> {
                 "extension expressions are not supported".into(),
             )),
         }
-    }
-
-    fn drop_name(&self, l: &Labels) -> Labels {
-        l.without_name()
     }
 
     /// The newest sample of each matching series within the lookback window.
