@@ -28,7 +28,7 @@ use super::group::{Group, RecordSink, parse_duration};
 use super::retention::{self, Retention};
 use super::scrape::{self, ErrorLabels, ScrapeConfig, Target};
 use super::{remote_write, snapshot};
-use crate::promql::{Engine, EngineOptions, EvalError, Storage, Value};
+use crate::promql::{Engine, EngineOptions, EvalError, Semantics, Storage, Value};
 
 /// A datasource that evaluates queries against a store in this process.
 #[derive(Clone, Debug)]
@@ -216,6 +216,40 @@ pub struct EmbeddedArgs {
     /// How often the store is snapshotted to --state-dir (also at shutdown).
     #[arg(long, env = "KUBESIGNAL_SNAPSHOT_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub snapshot_interval: Duration,
+
+    /// Longest time one query may run (Prometheus's `--query.timeout`).
+    #[arg(long, env = "KUBESIGNAL_QUERY_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub query_timeout: Duration,
+
+    /// Most samples one query may hold at once (Prometheus's `--query.max-samples`).
+    #[arg(
+        long,
+        env = "KUBESIGNAL_QUERY_MAX_SAMPLES",
+        default_value_t = 50_000_000
+    )]
+    pub query_max_samples: usize,
+
+    /// How far back an instant selector looks for a sample (`--query.lookback-delta`).
+    #[arg(long, env = "KUBESIGNAL_QUERY_LOOKBACK_DELTA", default_value = "5m", value_parser = parse_duration)]
+    pub query_lookback_delta: Duration,
+
+    /// PromQL semantics: v2 (Prometheus 2.x, closed windows) or v3 (Prometheus 3, left-open).
+    #[arg(long, env = "KUBESIGNAL_SEMANTICS", value_enum, default_value_t = Semantics::V2)]
+    pub semantics: Semantics,
+}
+
+impl EmbeddedArgs {
+    /// The engine settings these flags ask for; subqueries without a step use the rules'
+    /// evaluation interval, as in Prometheus.
+    pub fn engine_options(&self, evaluation_interval: Duration) -> EngineOptions {
+        EngineOptions {
+            lookback: self.query_lookback_delta,
+            max_samples: self.query_max_samples,
+            timeout: self.query_timeout,
+            semantics: self.semantics,
+            default_subquery_step: evaluation_interval,
+        }
+    }
 }
 
 /// Metrics of the embedded datasource, registered beside the evaluator's.
@@ -319,10 +353,7 @@ impl EmbeddedRuntime {
         state_dir: Option<PathBuf>,
         metrics: EmbeddedMetrics,
     ) -> EmbeddedRuntime {
-        let opts = EngineOptions {
-            default_subquery_step: evaluation_interval,
-            ..EngineOptions::default()
-        };
+        let opts = args.engine_options(evaluation_interval);
         let detail = retention::for_groups(groups, opts.lookback, RETENTION_MARGIN);
         let keep = detail.total().max(args.min_retention);
         log_retention(&detail, keep);
@@ -593,6 +624,37 @@ mod tests {
 #[cfg(test)]
 mod parse_cache_tests {
     use super::*;
+
+    #[test]
+    fn query_flags_reach_the_engine() {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: EmbeddedArgs,
+        }
+        let w = <Wrapper as clap::Parser>::try_parse_from([
+            "x",
+            "--query-timeout",
+            "5s",
+            "--query-max-samples",
+            "1000",
+            "--query-lookback-delta",
+            "1m",
+            "--semantics",
+            "v3",
+        ])
+        .unwrap();
+        let o = w.args.engine_options(Duration::from_secs(30));
+        assert_eq!(o.timeout, Duration::from_secs(5));
+        assert_eq!(o.max_samples, 1000);
+        assert_eq!(o.lookback, Duration::from_secs(60));
+        assert_eq!(o.semantics, Semantics::V3);
+        assert_eq!(o.default_subquery_step, Duration::from_secs(30));
+        let defaults = <Wrapper as clap::Parser>::try_parse_from(["x"]).unwrap();
+        let o = defaults.args.engine_options(Duration::from_secs(60));
+        assert_eq!(o.timeout, Duration::from_secs(120));
+        assert_eq!(o.semantics, Semantics::V2);
+    }
     use crate::promql::Labels as PromLabels;
 
     #[test]

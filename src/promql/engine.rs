@@ -13,8 +13,9 @@ use super::eval::{Evaluator, Val};
 use super::storage::Storage;
 use super::value::{Labels, Point, Sample, Series, Value};
 
-/// Which Prometheus major version's boundary rules to follow.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Which Prometheus major version's behaviour to follow (`--semantics v2|v3` on the commands
+/// that run the engine).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Semantics {
     /// Prometheus 2.x: range selectors and lookback are closed at both ends, `[t-range, t]`.
     #[default]

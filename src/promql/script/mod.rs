@@ -22,31 +22,12 @@ use std::path::PathBuf;
 
 use crate::promql::Semantics;
 
-/// Which boundary semantics `kubesignal promql test` runs the engine with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum SemanticsArg {
-    /// Prometheus 2.x (closed ranges); what the `v2.42` suite expects.
-    #[default]
-    V2,
-    /// Prometheus 3 (left-open ranges); what the `latest` suite expects.
-    V3,
-}
-
-impl From<SemanticsArg> for Semantics {
-    fn from(s: SemanticsArg) -> Self {
-        match s {
-            SemanticsArg::V2 => Semantics::V2,
-            SemanticsArg::V3 => Semantics::V3,
-        }
-    }
-}
-
 /// Flags of `kubesignal promql test`.
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
     /// Engine semantics: v2 (Prometheus 2.x) or v3 (Prometheus 3).
-    #[arg(long, value_enum, default_value_t = SemanticsArg::V2)]
-    pub semantics: SemanticsArg,
+    #[arg(long, value_enum, default_value_t = Semantics::V2)]
+    pub semantics: Semantics,
     /// Also list skipped cases with the reason.
     #[arg(short, long)]
     pub verbose: bool,
@@ -60,7 +41,7 @@ pub fn run_test_command(args: &TestArgs) -> bool {
     let mut reports: Vec<FileReport> = Vec::new();
     for path in &args.files {
         match expand(path) {
-            Ok(files) => reports.extend(files.iter().map(|f| run_file(f, args.semantics.into()))),
+            Ok(files) => reports.extend(files.iter().map(|f| run_file(f, args.semantics))),
             Err(error) => reports.push(FileReport {
                 file: path.display().to_string(),
                 error: Some(error),

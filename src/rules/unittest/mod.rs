@@ -16,32 +16,9 @@ pub mod series;
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::ValueEnum;
-
 pub use run::{FileResult, Options, test_file};
 
 use crate::promql::Semantics;
-
-/// `--semantics`: which Prometheus to behave like.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum SemanticsArg {
-    /// Prometheus 2.42: closed range and lookback windows; a test group without `interval`
-    /// loads its series with interval 0.
-    #[default]
-    V2,
-    /// Prometheus 3: left-open windows; a test group without `interval` uses
-    /// `evaluation_interval`, as the newer promtool does.
-    V3,
-}
-
-impl From<SemanticsArg> for Semantics {
-    fn from(s: SemanticsArg) -> Self {
-        match s {
-            SemanticsArg::V2 => Semantics::V2,
-            SemanticsArg::V3 => Semantics::V3,
-        }
-    }
-}
 
 /// Flags of `kubesignal rules test`.
 #[derive(Clone, Debug, clap::Args)]
@@ -49,9 +26,11 @@ pub struct RulesTestArgs {
     /// promtool unit-test files.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// PromQL and test-file semantics to follow.
-    #[arg(long, env = "KUBESIGNAL_SEMANTICS", value_enum, default_value_t = SemanticsArg::V2)]
-    pub semantics: SemanticsArg,
+    /// Which promtool to behave like: v2 is promtool 2.42 (closed windows; a test group
+    /// without `interval` loads its series at interval 0), v3 is Prometheus 3 (left-open
+    /// windows; such a group uses `evaluation_interval`).
+    #[arg(long, env = "KUBESIGNAL_SEMANTICS", value_enum, default_value_t = Semantics::V2)]
+    pub semantics: Semantics,
 }
 
 fn quiet() -> tracing::Dispatch {
@@ -76,7 +55,7 @@ pub fn run_files(
         })
         .build()?;
     let opts = Options {
-        semantics: args.semantics.into(),
+        semantics: args.semantics,
     };
     let mut all_passed = true;
     for file in &args.files {
