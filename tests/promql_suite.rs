@@ -290,7 +290,9 @@ fn a_script_that_does_not_parse_fails_with_its_file_and_line() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains(&format!("{p}:2: invalid value \"two\"")),
+        stdout.contains(&format!(
+            "{p}:2: column 3: unexpected \"two\" in series values"
+        )),
         "{stdout}"
     );
     assert!(

@@ -9,6 +9,7 @@
 pub mod chunk;
 pub mod engine;
 mod eval;
+pub mod notation;
 pub mod script;
 pub mod storage;
 pub mod value;

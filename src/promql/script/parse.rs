@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use crate::promql::value::stale_nan;
+use crate::promql::notation::{self, LabelPairs, Slot};
 
 /// Why a script could not be parsed, with the line (1-based) it happened on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -583,265 +583,47 @@ fn parse_eval(i: usize, header: &str, block: &[(usize, &str)]) -> Result<Eval, L
 
 /// Reads a PromQL string literal: `"..."` or `'...'` with escapes, or a raw `` `...` ``.
 fn parse_string_literal(s: &str) -> Result<String, String> {
-    let mut chars = s.chars();
-    let quote = chars.next().ok_or("missing string literal")?;
-    let (value, rest) = read_quoted(s, quote)?;
+    let (value, end) = notation::parse_quoted(s, 0).map_err(|e| e.to_string())?;
+    let rest = &s[end..];
     if !rest.trim().is_empty() {
         return Err(format!("unexpected text after string literal: {rest:?}"));
     }
     Ok(value)
 }
 
-/// Reads a quoted string at the start of `s` (which begins with `quote`); returns its value and
-/// the text after the closing quote.
-fn read_quoted(s: &str, quote: char) -> Result<(String, &str), String> {
-    if !matches!(quote, '"' | '\'' | '`') {
-        return Err(format!("expected a quoted string, found {s:?}"));
-    }
-    let body = &s[1..];
-    let mut out = String::new();
-    let mut it = body.char_indices();
-    while let Some((idx, c)) = it.next() {
-        if c == quote {
-            return Ok((out, &body[idx + 1..]));
-        }
-        if c != '\\' || quote == '`' {
-            out.push(c);
-            continue;
-        }
-        let (_, e) = it
-            .next()
-            .ok_or_else(|| format!("unterminated escape in {s:?}"))?;
-        match e {
-            'n' => out.push('\n'),
-            't' => out.push('\t'),
-            'r' => out.push('\r'),
-            'a' => out.push('\u{7}'),
-            'b' => out.push('\u{8}'),
-            'f' => out.push('\u{c}'),
-            'v' => out.push('\u{b}'),
-            '\\' | '"' | '\'' => out.push(e),
-            'x' | 'u' | 'U' => {
-                let n = match e {
-                    'x' => 2,
-                    'u' => 4,
-                    _ => 8,
-                };
-                let hex: String = (0..n).filter_map(|_| it.next().map(|(_, c)| c)).collect();
-                let code = u32::from_str_radix(&hex, 16)
-                    .map_err(|_| format!("invalid \\{e} escape in {s:?}"))?;
-                out.push(
-                    char::from_u32(code)
-                        .ok_or_else(|| format!("invalid code point \\{e}{hex} in {s:?}"))?,
-                );
-            }
-            other => return Err(format!("unknown escape \\{other} in {s:?}")),
-        }
-    }
-    Err(format!("unterminated string {s:?}"))
-}
-
-fn is_name_start(c: char) -> bool {
-    c.is_ascii_alphabetic() || c == '_' || c == ':'
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == ':'
-}
-
-/// Label pairs in the order written.
-type LabelPairs = Vec<(String, String)>;
-
-/// Splits a series line into its labels and the text after the selector.
+/// Splits a series line into its labels (in the order written) and the text after the series.
 fn parse_series_labels(l: &str) -> Result<(LabelPairs, &str), String> {
-    let mut labels = Vec::new();
-    let name_len = if l.starts_with(is_name_start) {
-        l.find(|c: char| !is_name_char(c)).unwrap_or(l.len())
-    } else {
-        0
-    };
-    if name_len > 0 {
-        labels.push(("__name__".to_string(), l[..name_len].to_string()));
-    }
-    let mut rest = &l[name_len..];
-    if let Some(inner) = rest.strip_prefix('{') {
-        rest = inner;
-        loop {
-            rest = rest.trim_start();
-            if let Some(after) = rest.strip_prefix('}') {
-                rest = after;
-                break;
-            }
-            let (name, after) = if rest.starts_with(['"', '\'', '`']) {
-                let q = rest.chars().next().unwrap_or('"');
-                read_quoted(rest, q)?
-            } else {
-                let n = rest.find(|c: char| !is_name_char(c)).unwrap_or(rest.len());
-                if n == 0 || !rest.starts_with(is_name_start) {
-                    return Err(format!("expected a label name in {l:?}"));
-                }
-                (rest[..n].to_string(), &rest[n..])
-            };
-            let after = after.trim_start();
-            if let Some(v) = after.strip_prefix('=') {
-                let v = v.trim_start();
-                let q = v.chars().next().unwrap_or(' ');
-                let (value, after) =
-                    read_quoted(v, q).map_err(|m| format!("label {name}: {m} (in {l:?})"))?;
-                labels.push((name, value));
-                rest = after;
-            } else if after.starts_with([',', '}']) {
-                // A quoted name on its own is the metric name (UTF-8 names).
-                labels.push(("__name__".to_string(), name));
-                rest = after;
-            } else {
-                return Err(format!(
-                    "expected `=` after label {name} in {l:?} (only `=` is allowed in series lines)"
-                ));
-            }
-            rest = rest.trim_start();
-            if let Some(after) = rest.strip_prefix(',') {
-                rest = after;
-            } else if !rest.starts_with('}') {
-                return Err(format!("expected `,` or `}}` in {l:?}"));
-            }
-        }
-    } else if name_len == 0 {
+    if l.trim().is_empty() {
         return Err(format!(
             "expected a series (`name{{...}}` or `{{...}}`): {l:?}"
         ));
     }
-    if !rest.is_empty() && !rest.starts_with([' ', '\t', '@']) {
-        return Err(format!("expected whitespace after the series in {l:?}"));
+    let (labels, end) = notation::parse_series(l).map_err(|e| format!("{e} in {l:?}"))?;
+    // `{}` is the empty label set; no name and no braces is no series at all.
+    if labels.is_empty() && !l.trim_start().starts_with('{') {
+        return Err(format!(
+            "expected a series (`name{{...}}` or `{{...}}`): {l:?}"
+        ));
     }
-    Ok((labels, rest))
+    Ok((labels, &l[end..]))
 }
 
-/// Splits a value sequence into items, keeping `{{ ... }}` histogram items (which contain
-/// spaces) in one piece.
-fn split_items(s: &str) -> Result<Vec<&str>, String> {
-    let mut items = Vec::new();
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
-            if bytes[i..].starts_with(b"{{") {
-                let close = s[i..]
-                    .find("}}")
-                    .ok_or_else(|| format!("unterminated histogram {:?}", &s[i..]))?;
-                i += close + 2;
-            } else {
-                i += 1;
-            }
-        }
-        items.push(&s[start..i]);
-    }
-    Ok(items)
-}
-
-/// Reads a number at the start of `s` (optional sign, digits, fraction, exponent, or
-/// `Inf`/`NaN`); returns it and the rest.
-fn lex_number(s: &str) -> Option<(f64, &str)> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-        i += 1;
-    }
-    let word_end = s[i..]
-        .find(|c: char| !c.is_ascii_alphabetic())
-        .map_or(s.len(), |n| n + i);
-    let word = s[i..word_end].to_ascii_lowercase();
-    if word == "inf" || word == "nan" {
-        let v: f64 = s[..word_end].to_ascii_lowercase().parse().ok()?;
-        return Some((v, &s[word_end..]));
-    }
-    let digits_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-    }
-    if i == digits_start || (i == digits_start + 1 && b[digits_start] == b'.') {
-        return None;
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        let mut k = i + 1;
-        if k < b.len() && (b[k] == b'+' || b[k] == b'-') {
-            k += 1;
-        }
-        if k < b.len() && b[k].is_ascii_digit() {
-            while k < b.len() && b[k].is_ascii_digit() {
-                k += 1;
-            }
-            i = k;
-        }
-    }
-    let v: f64 = s[..i].parse().ok()?;
-    Some((v, &s[i..]))
+/// Expands a value sequence (`1 2 _ stale 0+10x3 _x2 {{...}}`).
+pub fn parse_value_sequence(s: &str) -> Result<Vec<SeqValue>, String> {
+    Ok(notation::parse_values(s)
+        .map_err(|e| format!("{e} in {s:?}"))?
+        .into_iter()
+        .map(|slot| match slot {
+            Slot::Value(v) => SeqValue::Float(v),
+            Slot::Missing => SeqValue::Omitted,
+            Slot::Histogram(h) => SeqValue::Histogram(h),
+        })
+        .collect())
 }
 
 fn parse_times(s: &str, item: &str) -> Result<usize, String> {
     s.parse::<usize>()
         .map_err(|_| format!("invalid repetition count {s:?} in {item:?}"))
-}
-
-/// Expands a value sequence (`1 2 _ stale 0+10x3 _x2 {{...}}`).
-pub fn parse_value_sequence(s: &str) -> Result<Vec<SeqValue>, String> {
-    let mut out = Vec::new();
-    for item in split_items(s)? {
-        if item == "_" {
-            out.push(SeqValue::Omitted);
-        } else if let Some(n) = item.strip_prefix("_x") {
-            // `_xn` is n empty slots, unlike `axn` which is n+1 samples.
-            let n = parse_times(n, item)?;
-            out.extend(std::iter::repeat_n(SeqValue::Omitted, n));
-        } else if item.eq_ignore_ascii_case("stale") {
-            out.push(SeqValue::Float(stale_nan()));
-        } else if item.starts_with("{{") {
-            let after = &item[item.rfind("}}").unwrap_or(0) + 2..];
-            let copies = match after.strip_prefix('x') {
-                Some(n) => parse_times(n, item)? + 1,
-                None if after.is_empty() => 1,
-                None => return Err(format!("invalid histogram item {item:?}")),
-            };
-            out.extend(std::iter::repeat_n(
-                SeqValue::Histogram(item.to_string()),
-                copies,
-            ));
-        } else {
-            let (first, rest) =
-                lex_number(item).ok_or_else(|| format!("invalid value {item:?}"))?;
-            if rest.is_empty() {
-                out.push(SeqValue::Float(first));
-                continue;
-            }
-            let (delta, times) = if let Some(n) = rest.strip_prefix('x') {
-                (0.0, n)
-            } else if rest.starts_with(['+', '-']) {
-                let (delta, after) =
-                    lex_number(rest).ok_or_else(|| format!("invalid value {item:?}"))?;
-                let n = after
-                    .strip_prefix('x')
-                    .ok_or_else(|| format!("expected `x<count>` in {item:?}"))?;
-                (delta, n)
-            } else {
-                return Err(format!("invalid value {item:?}"));
-            };
-            let n = parse_times(times, item)?;
-            // Computed as first + k*delta (not by repeated addition) so long runs stay exact.
-            out.extend((0..=n).map(|k| SeqValue::Float(first + k as f64 * delta)));
-        }
-    }
-    Ok(out)
 }
 
 /// Expands an `@st` sequence of signed durations (`_ _ -30s-1mx2 0`).
@@ -941,7 +723,7 @@ mod tests {
         assert_eq!(v.len(), 4);
         assert_eq!(
             v[0],
-            SeqValue::Histogram("{{schema:1 sum:3 buckets:[5 10 7]}}x2".into())
+            SeqValue::Histogram("{{schema:1 sum:3 buckets:[5 10 7]}}".into())
         );
         assert_eq!(v[3], SeqValue::Float(1.0));
     }
@@ -998,7 +780,7 @@ mod tests {
                 ("d".to_string(), "é\n".to_string()),
             ]
         );
-        assert_eq!(rest, " 1");
+        assert_eq!(rest, "1");
         let (labels, _) = parse_series_labels(r#"{__name__="up", job="a",} 1"#).unwrap();
         assert_eq!(labels.len(), 2);
         assert!(parse_series_labels(r#"m{a=~"x"} 1"#).is_err());

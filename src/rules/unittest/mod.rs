@@ -11,7 +11,6 @@
 
 pub mod model;
 pub mod run;
-pub mod series;
 
 use std::io::Write;
 use std::path::PathBuf;

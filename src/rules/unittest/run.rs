@@ -11,12 +11,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::model::{AlertTestCase, TestFile, TestGroup};
-use super::series::{Slot, parse_metric, parse_values};
 use crate::evaluator::alert::{AlertState, Labels as AlertLabels};
 use crate::evaluator::embedded::EmbeddedDatasource;
 use crate::evaluator::group::{EvalContext, Group, RecordSink, RuleKind, load_groups};
 use crate::evaluator::remote_write::StaleTracker;
 use crate::evaluator::render::Templater;
+use crate::promql::notation::{Slot, parse_metric, parse_values};
 use crate::promql::{Engine, EngineOptions, Labels, Semantics, Storage, Value};
 use crate::rules::duration::format as prom_duration;
 
@@ -134,6 +134,12 @@ impl Input {
             }
             let slots = parse_values(&s.values)
                 .map_err(|e| format!("input_series[{i}] values {:?}: {e}", s.values))?;
+            if slots.iter().any(|s| matches!(s, Slot::Histogram(_))) {
+                return Err(format!(
+                    "input_series[{i}] values {:?}: native histogram samples are not supported by the embedded engine",
+                    s.values
+                ));
+            }
             by_labels.insert(labels, (i, slots));
         }
         let mut defs: Vec<(usize, Labels, Vec<Slot>)> = by_labels

@@ -1,14 +1,16 @@
-//! The two small languages of a promtool test file: series descriptions (`up{job="api"}`, also
-//! the `labels` of an expected sample) and the expanding notation of `values`
-//! (`0+10x5 _ stale 3x2`).
+//! The series notation shared by promtool's unit-test files and Prometheus's PromQL test
+//! scripts: series descriptions (`up{job="api"}`, also the labels of an expected sample) and the
+//! expanding notation of values (`0+10x5 _ stale 3x2`).
 //!
 //! The grammar follows Prometheus's series-description parser: items are separated by
 //! whitespace; `a+bxn` and `a-bxn` give `n+1` values starting at `a`; `axn` repeats `a` `n+1`
 //! times; `_` is one missing sample and `_xn` is `n` of them; `stale` is a staleness marker.
 //! Numbers are decimal (`1`, `-2.5`, `1e3`) or `Inf`/`NaN`; hexadecimal is not allowed, since
-//! `0x10` means "0, eleven times".
+//! `0x10` means "0, eleven times". A native histogram item (`{{schema:1 sum:3}}`, optionally
+//! `{{…}}xn`) is kept as text: the engine stores floats only, and callers decide what to do.
+//! Inside braces a quoted name is allowed, as in Prometheus 3: `{"my.metric", "a.b"="c"}`.
 
-use crate::promql::{Labels, stale_nan};
+use super::{Labels, stale_nan};
 
 /// Why a series description or value list could not be read. `column` is 1-based.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -27,18 +29,36 @@ fn err<T>(column: usize, message: impl Into<String>) -> Result<T, SyntaxError> {
     })
 }
 
+/// Label pairs in the order they were written.
+pub type LabelPairs = Vec<(String, String)>;
+
 /// One slot of an expanded value list: a value, or nothing at that step.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Slot {
     /// A sample (possibly a staleness marker).
     Value(f64),
     /// No sample at this step (`_`).
     Missing,
+    /// A native histogram sample, as written between `{{` and `}}`.
+    Histogram(String),
 }
 
 /// Parses a series description or expected-sample labels: an optional metric name followed by
 /// an optional `{name="value", ...}` block. Empty text is the empty label set.
 pub fn parse_metric(text: &str) -> Result<Labels, SyntaxError> {
+    let (pairs, end) = parse_series(text)?;
+    if end < text.len() {
+        return err(
+            end,
+            format!("unexpected {:?} after the series", char_at(text, end)),
+        );
+    }
+    Ok(Labels::from_pairs(pairs))
+}
+
+/// Parses the series description at the start of `text`; returns its labels in the order
+/// written and the index where the rest (values, `@st`, ...) begins, after any whitespace.
+pub fn parse_series(text: &str) -> Result<(LabelPairs, usize), SyntaxError> {
     let b = text.as_bytes();
     let mut i = skip_space(b, 0);
     let mut pairs: Vec<(String, String)> = Vec::new();
@@ -50,7 +70,8 @@ pub fn parse_metric(text: &str) -> Result<Labels, SyntaxError> {
         pairs.push(("__name__".into(), text[start..i].to_string()));
         i = skip_space(b, i);
     }
-    if i < b.len() && b[i] == b'{' {
+    // `{{` opens a native histogram value, not a label block.
+    if i < b.len() && b[i] == b'{' && b.get(i + 1) != Some(&b'{') {
         i = skip_space(b, i + 1);
         loop {
             if i >= b.len() {
@@ -60,25 +81,34 @@ pub fn parse_metric(text: &str) -> Result<Labels, SyntaxError> {
                 i += 1;
                 break;
             }
-            if !is_name_start(b[i], false) {
+            let (name, after_name) = if matches!(b[i], b'"' | b'\'' | b'`') {
+                parse_quoted(text, i)?
+            } else if is_name_start(b[i], false) {
+                let start = i;
+                while i < b.len() && is_name_char(b[i], false) {
+                    i += 1;
+                }
+                (text[start..i].to_string(), i)
+            } else {
                 return err(
                     i,
                     format!("unexpected character inside braces: {:?}", char_at(text, i)),
                 );
+            };
+            i = skip_space(b, after_name);
+            match b.get(i) {
+                Some(b'=') => {
+                    i = skip_space(b, i + 1);
+                    let (value, next) = parse_quoted(text, i)?;
+                    pairs.push((name, value));
+                    i = skip_space(b, next);
+                }
+                // A quoted name on its own is the metric name (UTF-8 names).
+                Some(b',' | b'}') if matches!(b[after_name - 1], b'"' | b'\'' | b'`') => {
+                    pairs.push(("__name__".into(), name));
+                }
+                _ => return err(i, format!("expected `=` after label name {name:?}")),
             }
-            let start = i;
-            while i < b.len() && is_name_char(b[i], false) {
-                i += 1;
-            }
-            let name = text[start..i].to_string();
-            i = skip_space(b, i);
-            if i >= b.len() || b[i] != b'=' {
-                return err(i, format!("expected `=` after label name {name:?}"));
-            }
-            i = skip_space(b, i + 1);
-            let (value, next) = parse_string(text, i)?;
-            pairs.push((name, value));
-            i = skip_space(b, next);
             match b.get(i) {
                 Some(b',') => i = skip_space(b, i + 1),
                 Some(b'}') => {}
@@ -93,28 +123,57 @@ pub fn parse_metric(text: &str) -> Result<Labels, SyntaxError> {
         }
         i = skip_space(b, i);
     }
-    if i < b.len() {
-        return err(
-            i,
-            format!("unexpected {:?} after the series", char_at(text, i)),
-        );
-    }
-    Ok(Labels::from_pairs(pairs))
+    Ok((pairs, i))
 }
 
 /// Expands a `values` string into one slot per step.
 pub fn parse_values(text: &str) -> Result<Vec<Slot>, SyntaxError> {
     let mut out = Vec::new();
-    let mut offset = 0;
-    for item in text.split_ascii_whitespace() {
-        let at = offset + text[offset..].find(item).unwrap_or(0);
-        offset = at + item.len();
+    for (at, item) in split_items(text)? {
         expand_item(item, at, &mut out)?;
     }
     Ok(out)
 }
 
+/// Splits a value list at whitespace, keeping a `{{ … }}` histogram (which holds spaces) in one
+/// item; returns each item with its byte offset.
+fn split_items(text: &str) -> Result<Vec<(usize, &str)>, SyntaxError> {
+    let b = text.as_bytes();
+    let mut items = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() {
+            if b[i..].starts_with(b"{{") {
+                let Some(close) = text[i..].find("}}") else {
+                    return err(i, "unterminated native histogram `{{`");
+                };
+                i += close + 2;
+            } else {
+                i += 1;
+            }
+        }
+        items.push((start, &text[start..i]));
+    }
+    Ok(items)
+}
+
 fn expand_item(item: &str, at: usize, out: &mut Vec<Slot>) -> Result<(), SyntaxError> {
+    if item.starts_with("{{") {
+        let close = item.rfind("}}").map_or(item.len(), |c| c + 2);
+        let copies = if close == item.len() {
+            1
+        } else {
+            parse_times(&item[close..], at + close)? + 1
+        };
+        let h = Slot::Histogram(item[..close].to_string());
+        out.extend(std::iter::repeat_n(h, copies as usize));
+        return Ok(());
+    }
     if let Some(rest) = item.strip_prefix('_') {
         if rest.is_empty() {
             out.push(Slot::Missing);
@@ -248,9 +307,9 @@ fn is_number_word(w: &str) -> bool {
     matches!(w.to_ascii_lowercase().as_str(), "inf" | "nan" | "stale")
 }
 
-/// A quoted string (`"…"`, `'…'` or `` `…` ``) with Go's escapes; returns it and the index
-/// after the closing quote.
-fn parse_string(text: &str, at: usize) -> Result<(String, usize), SyntaxError> {
+/// The quoted string (`"…"`, `'…'` or `` `…` ``) at `at`, with Go's escapes; returns it and the
+/// index after the closing quote.
+pub fn parse_quoted(text: &str, at: usize) -> Result<(String, usize), SyntaxError> {
     let b = text.as_bytes();
     let Some(&quote) = b.get(at) else {
         return err(at, "expected a quoted label value, found the end of input");
@@ -355,6 +414,7 @@ mod tests {
             .map(|s| match s {
                 Slot::Value(v) => Some(v),
                 Slot::Missing => None,
+                Slot::Histogram(h) => panic!("unexpected histogram {h}"),
             })
             .collect()
     }
@@ -393,6 +453,31 @@ mod tests {
         assert!(parse_values("1+x3").is_err());
         assert!(parse_values("1x").is_err());
         assert!(parse_values("1+1y3").is_err());
+    }
+
+    #[test]
+    fn native_histograms_stay_whole_with_their_repetition() {
+        let v = parse_values("{{schema:1 sum:3 buckets:[5 10 7]}}x2 1").unwrap();
+        assert_eq!(v.len(), 4);
+        assert_eq!(
+            v[0],
+            Slot::Histogram("{{schema:1 sum:3 buckets:[5 10 7]}}".into())
+        );
+        assert_eq!(v[3], Slot::Value(1.0));
+        assert!(parse_values("{{schema:1").is_err());
+    }
+
+    #[test]
+    fn a_series_prefix_leaves_the_values_and_reads_quoted_names() {
+        let text = r#"{"my.metric", "a.b"="c", d='e'} 1 2"#;
+        let (pairs, end) = parse_series(text).unwrap();
+        assert_eq!(&text[end..], "1 2");
+        assert_eq!(
+            Labels::from_pairs(pairs),
+            Labels::from_pairs([("__name__", "my.metric"), ("a.b", "c"), ("d", "e")])
+        );
+        let (_, end) = parse_series("up@st -30s").unwrap();
+        assert_eq!(end, 2);
     }
 
     #[test]
