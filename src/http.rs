@@ -119,3 +119,20 @@ pub async fn shutdown_signal() {
         () = term => tracing::info!("SIGTERM received, shutting down"),
     }
 }
+
+/// An error and its causes on one line. HTTP clients (reqwest, hyper) keep the useful part,
+/// such as "connection refused" or a TLS verdict, in `source()`; a cause already quoted by the
+/// message above it is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::alert::Labels;
+use crate::http::error_chain;
 
 /// A boxed future, so [`Datasource`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -283,18 +284,6 @@ fn read_secret(what: &'static str, path: &PathBuf) -> Result<String, DatasourceE
             path: path.clone(),
             message: e.to_string(),
         })
-}
-
-/// reqwest's error with its causes, which say what actually failed (refused, TLS, ...).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Unix seconds with millisecond precision, as the API takes them.

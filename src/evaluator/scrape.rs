@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::exposition::{Entry, Format, MetricType, Parser};
+use crate::http::error_chain;
 use crate::promql::{Labels, Storage, stale_nan};
 
 /// One scrape target: where it is and the labels its series get.
@@ -321,17 +322,6 @@ pub async fn fetch(
         Ok(result) => result,
         Err(_) => Err(ScrapeError::Timeout(config.timeout)),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// A callback run after each scrape with the store still locked.

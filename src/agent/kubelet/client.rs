@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::{Certificate, Identity, StatusCode};
 
 use super::kubeconfig::{Kubeconfig, KubeconfigError};
+use crate::http::error_chain;
 
 /// Default service-account files mounted into every pod.
 pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -347,19 +348,4 @@ fn transport_error(url: &str, e: &reqwest::Error) -> KubeletError {
             message: error_chain(e),
         }
     }
-}
-
-/// An error and its causes on one line (reqwest hides the useful part in `source()`).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }

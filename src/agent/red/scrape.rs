@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::exposition::Format;
+use crate::http::error_chain;
 
 /// `Accept` header: OpenMetrics 1.0 first, then the Prometheus text format, then anything.
 pub const ACCEPT: &str = Format::ACCEPT_HEADER;
@@ -116,17 +117,6 @@ async fn fetch_inner(
     let body =
         String::from_utf8(body).map_err(|e| FetchError::NotUtf8(e.utf8_error().valid_up_to()))?;
     Ok(Fetched { body, format })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Offset of a target inside the spread window: the same for the same URL at every collection,
