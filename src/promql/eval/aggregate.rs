@@ -43,14 +43,13 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, a: &'s AggregateExpr, t: i64) -> Resu
     };
     let input = expect_vector(ev.eval(&a.expr, t)?, "aggregation")?;
     if op == T_COUNT_VALUES {
-        let label = expect_string(param.expect("parser requires a parameter"), "count_values")?;
+        let label = expect_string(required(param, a)?, "count_values")?;
         return count_values(&a.modifier, &label, input, t);
     }
     let k = match op {
-        T_TOPK | T_BOTTOMK | T_QUANTILE | T_LIMITK | T_LIMIT_RATIO => Some(expect_scalar(
-            param.expect("parser requires a parameter"),
-            "aggregation parameter",
-        )?),
+        T_TOPK | T_BOTTOMK | T_QUANTILE | T_LIMITK | T_LIMIT_RATIO => {
+            Some(expect_scalar(required(param, a)?, "aggregation parameter")?)
+        }
         _ => None,
     };
 
@@ -170,6 +169,12 @@ pub(super) fn eval<'s>(ev: &Evaluator<'s>, a: &'s AggregateExpr, t: i64) -> Resu
         });
     }
     Ok(Val::Vector(out))
+}
+
+/// The parameter of `topk`, `quantile`, `count_values`, ...; the parser insists on it, but an
+/// expression built another way might not have one.
+fn required(param: Option<Val>, a: &AggregateExpr) -> Result<Val, EvalError> {
+    param.ok_or_else(|| EvalError::Execution(format!("{} needs a parameter", a.op)))
 }
 
 /// Prometheus's running mean, which cannot overflow where the plain sum would.

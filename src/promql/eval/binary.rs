@@ -66,7 +66,8 @@ fn scalar_op(op: TokenId, l: f64, r: f64) -> Result<(f64, bool), EvalError> {
         T_SUB => (l - r, true),
         T_MUL => (l * r, true),
         T_DIV => (l / r, true),
-        T_MOD => (go_mod(l, r), true),
+        // Rust's `%` on floats is Go's `math.Mod`: the result takes the dividend's sign.
+        T_MOD => (l % r, true),
         T_POW => (l.powf(r), true),
         T_ATAN2 => (l.atan2(r), true),
         T_EQLC => (l, l == r),
@@ -81,11 +82,6 @@ fn scalar_op(op: TokenId, l: f64, r: f64) -> Result<(f64, bool), EvalError> {
             ));
         }
     })
-}
-
-/// Go's `math.Mod`: the result has the sign of the dividend, like Rust's `%` on floats.
-fn go_mod(l: f64, r: f64) -> f64 {
-    l % r
 }
 
 fn vector_scalar(
