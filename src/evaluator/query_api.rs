@@ -14,12 +14,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::label::Matcher;
 use promql_parser::parser::Expr;
 use serde_json::{Map, Value as Json, json};
 
 use super::embedded::{EmbeddedDatasource, error_type};
-use crate::promql::{EvalError, Labels, Series, Storage, Value};
+use crate::promql::{EvalError, Labels, Series, Storage, Value, matcher_sets};
 
 /// Prometheus's limit on points per series of a range query.
 const MAX_POINTS: i64 = 11_000;
@@ -303,26 +303,7 @@ pub fn selector_matchers(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("{s:?} is not a series selector"));
     };
-    let name = vs
-        .name
-        .as_ref()
-        .map(|n| Matcher::new(MatchOp::Equal, "__name__", n));
-    let sets = if vs.matchers.or_matchers.is_empty() {
-        vec![vs.matchers.matchers.clone()]
-    } else {
-        vs.matchers.or_matchers.clone()
-    };
-    Ok(sets
-        .into_iter()
-        .map(|mut set| {
-            if let Some(n) = &name
-                && !set.iter().any(|m| m.name == "__name__")
-            {
-                set.push(n.clone());
-            }
-            set
-        })
-        .collect())
+    Ok(matcher_sets(&vs))
 }
 
 /// The series matching any of `selectors` with a sample in `[start, end]`; all series when

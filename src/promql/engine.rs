@@ -344,6 +344,34 @@ mod tests {
     }
 
     #[test]
+    fn an_or_selector_matches_the_union_of_its_alternatives_and_nothing_else() {
+        let mut s = Storage::new();
+        for (name, job) in [("up", "a"), ("up", "b"), ("up", "c"), ("down", "a")] {
+            s.append(
+                &Labels::from_pairs([("__name__", name), ("job", job)]),
+                0,
+                1.0,
+            );
+        }
+        let jobs = |q: &str| -> Vec<String> {
+            let Value::Vector(v) = Engine::default().instant(&s, q, 0).unwrap() else {
+                panic!("a selector gives a vector");
+            };
+            let mut out: Vec<String> = v.iter().map(|x| x.labels.to_string()).collect();
+            out.sort();
+            out
+        };
+        assert_eq!(
+            jobs(r#"up{job="a" or job="b"}"#),
+            [r#"up{job="a"}"#, r#"up{job="b"}"#]
+        );
+        assert_eq!(
+            jobs(r#"{job="c" or __name__="down"}"#),
+            [r#"down{job="a"}"#, r#"up{job="c"}"#]
+        );
+    }
+
+    #[test]
     fn parse_errors_are_reported_as_such() {
         let err = Engine::default()
             .instant(&Storage::new(), "sum(", 0)

@@ -15,5 +15,5 @@ pub mod storage;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions, EvalError, Semantics};
-pub use storage::{DecodeCache, SeriesView, Storage};
+pub use storage::{DecodeCache, SeriesView, Storage, matcher_sets};
 pub use value::{Labels, Point, Sample, Series, Value, is_stale, stale_nan};

@@ -9,9 +9,32 @@
 use std::collections::HashMap;
 
 use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::VectorSelector;
 
 use super::chunk::Chunk;
 use super::value::{Labels, METRIC_NAME, Point};
+
+/// The matcher sets of a selector, one per `or` alternative (`{a="1" or b="2"}`), each with the
+/// metric name written before the braces. A series matches the selector when it satisfies every
+/// matcher of at least one set.
+pub fn matcher_sets(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
+    // The parser fills `or_matchers` instead of `matchers` when the selector has alternatives.
+    let sets = if vs.matchers.or_matchers.is_empty() {
+        vec![vs.matchers.matchers.clone()]
+    } else {
+        vs.matchers.or_matchers.clone()
+    };
+    sets.into_iter()
+        .map(|mut set| {
+            if let Some(name) = &vs.name
+                && !set.iter().any(|m| m.name == METRIC_NAME)
+            {
+                set.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
+            }
+            set
+        })
+        .collect()
+}
 
 /// Samples kept uncompressed at the head of a series before they are sealed into a chunk.
 const HEAD_SAMPLES: usize = 120;

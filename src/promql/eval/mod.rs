@@ -20,8 +20,8 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
 use super::engine::{Engine, EngineOptions, EvalError, Semantics};
-use super::storage::{DecodeCache, SeriesView, Storage};
-use super::value::{Labels, METRIC_NAME, Point, Series, is_stale};
+use super::storage::{DecodeCache, SeriesView, Storage, matcher_sets};
+use super::value::{Labels, Point, Series, is_stale};
 
 /// One element of an instant vector during evaluation. `t` is the time of the sample a
 /// selector found (which `timestamp()` reports); every other operator sets it to the
@@ -204,16 +204,9 @@ impl<'s> Evaluator<'s> {
         if let Some(hit) = self.selections.borrow().get(&key) {
             return hit.clone();
         }
-        let mut alternatives: Vec<Vec<Matcher>> = vec![vs.matchers.matchers.clone()];
-        alternatives.extend(vs.matchers.or_matchers.iter().cloned());
         let mut out: Vec<SeriesView<'s>> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for mut matchers in alternatives {
-            if let Some(name) = &vs.name
-                && !matchers.iter().any(|m| m.name == METRIC_NAME)
-            {
-                matchers.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
-            }
+        for mut matchers in matcher_sets(vs) {
             if self.v3() {
                 matchers = matchers.into_iter().map(|m| self.dot_all(m)).collect();
             }

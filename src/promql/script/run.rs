@@ -15,7 +15,9 @@ use super::parse::{
     SeriesLine, Window, parse_script,
 };
 use crate::promql::value::{METRIC_NAME, is_stale};
-use crate::promql::{Engine, EngineOptions, EvalError, Labels, Semantics, Series, Storage, Value};
+use crate::promql::{
+    Engine, EngineOptions, EvalError, Labels, Semantics, Series, Storage, Value, matcher_sets,
+};
 
 /// The engine settings the acceptance scripts assume: lookback 5m, at most 10 000 samples per
 /// query (some cases expect that error), 1m default subquery step.
@@ -629,17 +631,10 @@ fn collect_selectors<'a>(e: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
 }
 
 fn selector_matches(vs: &VectorSelector, labels: &Labels) -> bool {
-    if let Some(name) = &vs.name
-        && labels.name() != Some(name.as_str())
-    {
-        return false;
-    }
-    let all = |ms: &[promql_parser::label::Matcher]| {
-        ms.iter()
+    matcher_sets(vs).iter().any(|set| {
+        set.iter()
             .all(|m| m.is_match(labels.get(&m.name).unwrap_or("")))
-    };
-    all(&vs.matchers.matchers)
-        && (vs.matchers.or_matchers.is_empty() || vs.matchers.or_matchers.iter().any(|g| all(g)))
+    })
 }
 
 fn check_failure(expect: &FailExpectation, err: &EvalError) -> Result<(), String> {
