@@ -1,11 +1,11 @@
 //! Query results in one comparable shape, read from our engine's values and from Prometheus's
-//! HTTP API, the comparison between the two, and our values encoded as the HTTP API would.
+//! HTTP API, the comparison between the two, and our values encoded by the embedded API.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::Deserialize;
 
+use crate::evaluator::query_api::{query_body, query_range_body};
 use crate::promql::{Labels, Series, Value};
 
 /// One result series: labels (sorted) and points `(t_ms, value)`. A scalar is one series with
@@ -296,111 +296,14 @@ pub fn differences(ours: &QueryResult, theirs: &QueryResult, limit: usize) -> Ve
     out
 }
 
-fn push_float(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        let _ = write!(out, "{v}");
-    }
-}
-
-fn push_time(out: &mut String, t: i64) {
-    let (s, ms) = (t.div_euclid(1000), t.rem_euclid(1000));
-    if ms == 0 {
-        let _ = write!(out, "{s}");
-    } else {
-        let _ = write!(out, "{s}.{ms:03}");
-    }
-}
-
-fn push_point(out: &mut String, t: i64, v: f64) {
-    out.push('[');
-    push_time(out, t);
-    out.push_str(",\"");
-    push_float(out, v);
-    out.push_str("\"]");
-}
-
-fn push_labels(out: &mut String, l: &Labels) {
-    out.push('{');
-    for (i, (k, v)) in l.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        // Serialising a &str cannot fail.
-        out.push_str(&serde_json::to_string(k).unwrap_or_default());
-        out.push(':');
-        out.push_str(&serde_json::to_string(v).unwrap_or_default());
-    }
-    out.push('}');
-}
-
-fn push_matrix(out: &mut String, m: &[Series]) {
-    out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[");
-    for (i, s) in m.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"metric\":");
-        push_labels(out, &s.labels);
-        out.push_str(",\"values\":[");
-        for (j, p) in s.points.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            push_point(out, p.t, p.v);
-        }
-        out.push_str("]}");
-    }
-    out.push_str("]}}");
-}
-
-/// Our instant-query value as the body Prometheus's `/api/v1/query` would send.
+/// Our instant-query value as the embedded evaluator's `/api/v1/query` sends it.
 pub fn encode_value(v: &Value) -> String {
-    let mut out = String::with_capacity(256);
-    match v {
-        Value::Scalar(p) => {
-            out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":");
-            push_point(&mut out, p.t, p.v);
-            out.push_str("}}");
-        }
-        Value::String(t, s) => {
-            out.push_str(
-                "{\"status\":\"success\",\"data\":{\"resultType\":\"string\",\"result\":[",
-            );
-            push_time(&mut out, *t);
-            out.push(',');
-            out.push_str(&serde_json::to_string(s).unwrap_or_default());
-            out.push_str("]}}");
-        }
-        Value::Vector(samples) => {
-            out.push_str(
-                "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[",
-            );
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str("{\"metric\":");
-                push_labels(&mut out, &s.labels);
-                out.push_str(",\"value\":");
-                push_point(&mut out, s.t, s.v);
-                out.push('}');
-            }
-            out.push_str("]}}");
-        }
-        Value::Matrix(m) => push_matrix(&mut out, m),
-    }
-    out
+    query_body(v).to_string()
 }
 
-/// Our range-query value as the body Prometheus's `/api/v1/query_range` would send.
+/// Our range-query value as the embedded evaluator's `/api/v1/query_range` sends it.
 pub fn encode_matrix(m: &[Series]) -> String {
-    let mut out = String::with_capacity(256);
-    push_matrix(&mut out, m);
-    out
+    query_range_body(m).to_string()
 }
 
 #[cfg(test)]

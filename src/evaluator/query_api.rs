@@ -92,7 +92,21 @@ impl IntoResponse for ApiError {
 }
 
 fn success(data: Json) -> Response {
-    axum::Json(json!({"status": "success", "data": data})).into_response()
+    axum::Json(success_body(data)).into_response()
+}
+
+fn success_body(data: Json) -> Json {
+    json!({"status": "success", "data": data})
+}
+
+/// The body `/api/v1/query` sends for `v`.
+pub fn query_body(v: &Value) -> Json {
+    success_body(value_json(v))
+}
+
+/// The body `/api/v1/query_range` sends for `m`.
+pub fn query_range_body(m: &[Series]) -> Json {
+    success_body(json!({"resultType": "matrix", "result": matrix_json(m)}))
 }
 
 /// Query-string parameters plus, for a form POST, the body's, in order (`match[]` repeats).
@@ -251,7 +265,7 @@ async fn query(
     let v = with_storage(&ds, move |ds, s| ds.engine().instant(s, &q, t))
         .await?
         .map_err(query_error)?;
-    Ok(success(value_json(&v)))
+    Ok(axum::Json(query_body(&v)).into_response())
 }
 
 async fn query_range(
@@ -292,9 +306,7 @@ async fn query_range(
     let m = with_storage(&ds, move |ds, s| ds.engine().range(s, &q, start, end, step))
         .await?
         .map_err(query_error)?;
-    Ok(success(
-        json!({"resultType": "matrix", "result": matrix_json(&m)}),
-    ))
+    Ok(axum::Json(query_range_body(&m)).into_response())
 }
 
 /// The matcher sets of one `match[]` selector (more than one for `{a="1" or b="2"}`).
